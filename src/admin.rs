@@ -1,0 +1,214 @@
+//! The admin API (API.md §4): `Authorization: Bearer $ADMIN_TOKEN`, JSON in and out.
+
+use crate::app::{call, now_ms, random_bytes, App};
+use crate::core::encoding::{ct_eq, hex};
+use crate::core::headers::is_field_value;
+use crate::core::ids::{SecretName, SubjectId, UpstreamId};
+use crate::core::keys::{self, KeyRecord};
+use crate::core::upstream::parse_upstream;
+use crate::error::Error;
+use crate::http;
+use crate::store::kv::oauth_client_context;
+use crate::store::protocol::{user_secret_context, Op};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use worker::{Request, Response};
+
+/// Longest key lifetime accepted: ten years.
+const MAX_EXPIRES_IN: u64 = 10 * 365 * 24 * 3600;
+
+/// Checks the admin bearer token in constant time (digests first, so length leaks nothing).
+pub fn authorize(app: &App, req: &Request) -> Result<(), Error> {
+    let expected = app.config.admin_token.as_deref().ok_or(Error::AdminDisabled)?;
+    let presented = http::header(req, "authorization").unwrap_or_default();
+    let presented = presented.strip_prefix("Bearer ").unwrap_or("").trim();
+    if ct_eq(&Sha256::digest(presented.as_bytes()), &Sha256::digest(expected.as_bytes())) {
+        Ok(())
+    } else {
+        Err(Error::AdminUnauthorized)
+    }
+}
+
+async fn body_json(req: &mut Request, limit: usize) -> Result<Value, Error> {
+    let bytes = http::read_body(req, limit).await?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::bad_request("body", format!("is not valid JSON ({e})")))
+}
+
+fn name<T>(parsed: Result<T, crate::core::ids::InvalidName>, field: &str) -> Result<T, Error> {
+    parsed.map_err(|e| Error::bad_request(field, e.to_string()))
+}
+
+fn secret_value(body: &Value) -> Result<String, Error> {
+    let value = body
+        .get("value")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::bad_request("value", "is required and must be a string"))?;
+    if value.is_empty() || !is_field_value(value) {
+        return Err(Error::bad_request(
+            "value",
+            "must be non-empty and contain no CR, LF, NUL or other control characters",
+        ));
+    }
+    Ok(value.to_string())
+}
+
+fn items(list: Vec<Value>) -> Response {
+    http::json(200, &json!({ "items": list }))
+}
+
+pub async fn put_upstream(app: &App, mut req: Request, id: &str) -> Result<Response, Error> {
+    let id = name(UpstreamId::parse(id), "id")?;
+    let body = body_json(&mut req, app.config.max_body_bytes).await?;
+    let draft = parse_upstream(id.as_str(), &body, app.config.allow_private_upstreams, now_ms())?;
+    let mut upstream = draft.upstream;
+    if let (Some(secret), Some(oauth)) = (draft.client_secret, upstream.oauth.as_mut()) {
+        oauth.client_secret_sealed = Some(app.seal(&oauth_client_context(id.as_str()), secret.as_bytes())?);
+    }
+    app.config_store()?.put_upstream(&upstream).await?;
+    Ok(http::json(200, &upstream.public_view()))
+}
+
+pub async fn list_upstreams(app: &App) -> Result<Response, Error> {
+    let upstreams = app.config_store()?.upstreams().await?;
+    Ok(items(upstreams.iter().map(|u| u.public_view()).collect()))
+}
+
+pub async fn get_upstream(app: &App, id: &str) -> Result<Response, Error> {
+    match app.config_store()?.upstream(id).await? {
+        Some(u) => Ok(http::json(200, &u.public_view())),
+        None => Err(Error::NotFound { what: format!("upstream '{id}'") }),
+    }
+}
+
+pub async fn delete_upstream(app: &App, id: &str) -> Result<Response, Error> {
+    let store = app.config_store()?;
+    if store.upstream(id).await?.is_none() {
+        return Err(Error::NotFound { what: format!("upstream '{id}'") });
+    }
+    store.delete_upstream(id).await?;
+    Ok(http::empty(204))
+}
+
+pub async fn put_secret(app: &App, mut req: Request, secret: &str) -> Result<Response, Error> {
+    let secret = name(SecretName::parse(secret), "name")?;
+    let value = secret_value(&body_json(&mut req, app.config.max_body_bytes).await?)?;
+    let sealed = app.seal(&crate::store::kv::secret_context(secret.as_str()), value.as_bytes())?;
+    app.config_store()?.put_secret(secret.as_str(), sealed).await?;
+    Ok(http::empty(204))
+}
+
+pub async fn put_subject_secret(
+    app: &App,
+    mut req: Request,
+    subject: &str,
+    secret: &str,
+) -> Result<Response, Error> {
+    let subject = name(SubjectId::parse(subject), "subject")?;
+    let secret = name(SecretName::parse(secret), "name")?;
+    let value = secret_value(&body_json(&mut req, app.config.max_body_bytes).await?)?;
+    let sealed = app.seal(&user_secret_context(subject.as_str(), secret.as_str()), value.as_bytes())?;
+    let op = Op::PutSecret { subject: subject.to_string(), name: secret.to_string(), sealed };
+    call::<Value>(&app.store_for(subject.as_str())?, &op).await?;
+    Ok(http::empty(204))
+}
+
+pub async fn create_key(app: &App, mut req: Request) -> Result<Response, Error> {
+    let body = body_json(&mut req, app.config.max_body_bytes).await?;
+    let subject = body
+        .get("subject")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::bad_request("subject", "is required and must be a string"))?;
+    let subject = name(SubjectId::parse(subject), "subject")?;
+    let upstreams: Vec<String> = match body.get("upstreams") {
+        Some(Value::Array(list)) if !list.is_empty() => list
+            .iter()
+            .map(|u| match u.as_str() {
+                Some("*") => Ok("*".to_string()),
+                Some(u) => name(UpstreamId::parse(u), "upstreams").map(|u| u.to_string()),
+                None => Err(Error::bad_request("upstreams", "must hold upstream ids (strings)")),
+            })
+            .collect::<Result<_, _>>()?,
+        _ => {
+            return Err(Error::bad_request(
+                "upstreams",
+                "is required: a non-empty array of upstream ids, or [\"*\"]",
+            ))
+        }
+    };
+    let expires_in = match body.get("expires_in") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(s) if (1..=MAX_EXPIRES_IN).contains(&s) => Some(s),
+            _ => {
+                return Err(Error::bad_request(
+                    "expires_in",
+                    format!("must be a whole number of seconds, 1 to {MAX_EXPIRES_IN}"),
+                ))
+            }
+        },
+    };
+    let label = match body.get("label") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(l)) if l.len() <= 200 && is_field_value(l) => Some(l.clone()),
+        Some(_) => {
+            return Err(Error::bad_request("label", "must be a string of at most 200 printable characters"))
+        }
+    };
+    let routing = app.routing_for(subject.as_str())?;
+    let key = keys::generate(&routing, &random_bytes());
+    let now = now_ms();
+    let record = KeyRecord {
+        id: keys::key_id(&routing, &random_bytes()),
+        hash: hex(&keys::hash(&key)),
+        subject: subject.to_string(),
+        upstreams,
+        expires_at: expires_in.map(|s| now + s * 1000),
+        label,
+        created_at: now,
+    };
+    call::<Value>(&app.store_for(subject.as_str())?, &Op::CreateKey { key: record.clone() }).await?;
+    let mut view = record.public_view();
+    view["key"] = json!(key);
+    Ok(http::json(201, &view))
+}
+
+fn subject_param(req: &Request) -> Result<SubjectId, Error> {
+    let url = req.url().map_err(Error::internal)?;
+    let subject = url
+        .query_pairs()
+        .find(|(k, _)| k == "subject")
+        .map(|(_, v)| v.into_owned())
+        .ok_or_else(|| Error::bad_request("subject", "query parameter is required"))?;
+    name(SubjectId::parse(&subject), "subject")
+}
+
+pub async fn list_keys(app: &App, req: &Request) -> Result<Response, Error> {
+    let subject = subject_param(req)?;
+    let list: Vec<KeyRecord> = call(&app.store_for(subject.as_str())?, &Op::ListKeys).await?;
+    Ok(items(list.iter().map(KeyRecord::public_view).collect()))
+}
+
+pub async fn revoke_key(app: &App, id: &str) -> Result<Response, Error> {
+    let not_found = || Error::NotFound { what: format!("key '{id}'") };
+    let routing = keys::key_id_routing(id).ok_or_else(not_found)?;
+    let store = app.store_at(routing)?.ok_or_else(not_found)?;
+    let answer: Value = call(&store, &Op::RevokeKey { id: id.to_string() }).await?;
+    if answer["revoked"] == json!(true) {
+        Ok(http::empty(204))
+    } else {
+        Err(not_found())
+    }
+}
+
+pub async fn list_connections(app: &App, req: &Request) -> Result<Response, Error> {
+    let subject = subject_param(req)?;
+    let list: Vec<Value> = call(&app.store_for(subject.as_str())?, &Op::ListConnections).await?;
+    Ok(items(
+        list.into_iter()
+            .map(|mut c| {
+                c["id"] = c["upstream"].clone();
+                c
+            })
+            .collect(),
+    ))
+}

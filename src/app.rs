@@ -1,0 +1,109 @@
+//! Per-request context: the bindings, the parsed configuration, and the few effects the glue
+//! needs (time, randomness, the subject stores).
+
+use crate::core::config::{Config, Encryption};
+use crate::core::seal::{development_key, Keyring};
+use crate::error::Error;
+use crate::store::kv::{ConfigStore, BINDING};
+use crate::store::protocol::Op;
+use serde::de::DeserializeOwned;
+use std::sync::atomic::{AtomicBool, Ordering};
+use worker::{Context, Env, Method, Request, RequestInit, Stub};
+
+pub const SUBJECT_STORE: &str = "SUBJECTS";
+
+pub struct App {
+    pub env: Env,
+    pub ctx: Context,
+    pub config: Config,
+    /// `PUBLIC_URL`, or the origin the request came to.
+    pub public_origin: String,
+}
+
+static DEV_KEY_ANNOUNCED: AtomicBool = AtomicBool::new(false);
+
+pub fn now_ms() -> u64 {
+    js_sys::Date::now() as u64
+}
+
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    getrandom::fill(&mut buf).expect("crypto.getRandomValues is available in Workers");
+    buf
+}
+
+fn env_string(env: &Env, name: &str) -> Option<String> {
+    env.var(name).ok().and_then(|v| {
+        let js: &wasm_bindgen::JsValue = v.as_ref();
+        js.as_string()
+    })
+}
+
+impl App {
+    pub fn new(env: Env, ctx: Context, request_origin: String) -> App {
+        let config = Config::from_lookup(|name| env_string(&env, name));
+        let public_origin = config.public_url.clone().unwrap_or(request_origin);
+        App { env, ctx, config, public_origin }
+    }
+
+    /// A Worker var or secret, for `{{env.NAME}}`.
+    pub fn env_value(&self, name: &str) -> Option<String> {
+        env_string(&self.env, name)
+    }
+
+    pub fn keyring(&self) -> Result<Keyring, Error> {
+        match &self.config.encryption {
+            Encryption::Key(b64) => Keyring::from_base64(b64).map_err(|_| Error::EncryptionKeyInvalid),
+            Encryption::Development => {
+                if !DEV_KEY_ANNOUNCED.swap(true, Ordering::Relaxed) {
+                    worker::console_warn!(
+                        "mcp-authbridge: ENCRYPTION_KEY is not set; DEV_MODE seals secrets with the PUBLIC development key. Never deploy like this: run `wrangler secret put ENCRYPTION_KEY`."
+                    );
+                }
+                Ok(Keyring::new(development_key()))
+            }
+            Encryption::Missing => Err(Error::EncryptionKeyMissing),
+        }
+    }
+
+    pub fn seal(&self, context: &str, plaintext: &[u8]) -> Result<String, Error> {
+        Ok(self.keyring()?.seal(context, plaintext, random_bytes()))
+    }
+
+    pub fn config_store(&self) -> Result<ConfigStore, Error> {
+        Ok(ConfigStore::new(self.env.kv(BINDING).map_err(Error::internal)?))
+    }
+
+    /// The routing part (Durable Object id) of a subject's keys.
+    pub fn routing_for(&self, subject: &str) -> Result<String, Error> {
+        let ns = self.env.durable_object(SUBJECT_STORE).map_err(Error::internal)?;
+        Ok(ns.id_from_name(subject).map_err(Error::internal)?.to_string())
+    }
+
+    /// The subject store a routing part names; `None` when it is not one of ours.
+    pub fn store_at(&self, routing: &str) -> Result<Option<Stub>, Error> {
+        let ns = self.env.durable_object(SUBJECT_STORE).map_err(Error::internal)?;
+        match ns.id_from_string(routing) {
+            Ok(id) => Ok(Some(id.get_stub().map_err(Error::internal)?)),
+            Err(_) => Ok(None),
+        }
+    }
+
+    pub fn store_for(&self, subject: &str) -> Result<Stub, Error> {
+        let ns = self.env.durable_object(SUBJECT_STORE).map_err(Error::internal)?;
+        ns.id_from_name(subject).and_then(|id| id.get_stub()).map_err(Error::internal)
+    }
+}
+
+/// Sends one operation to a subject store and reads its answer.
+pub async fn call<R: DeserializeOwned>(stub: &Stub, op: &Op) -> Result<R, Error> {
+    let body = serde_json::to_string(op).map_err(Error::internal)?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_body(Some(body.into()));
+    let req = Request::new_with_init("https://subject-store/op", &init).map_err(Error::internal)?;
+    let mut resp = stub.fetch_with_request(req).await.map_err(Error::internal)?;
+    if resp.status_code() != 200 {
+        return Err(Error::internal(format!("subject store answered {}", resp.status_code())));
+    }
+    resp.json().await.map_err(Error::internal)
+}

@@ -1,0 +1,123 @@
+//! Deployment settings (API.md §5), read from Worker vars and secrets through a lookup so the
+//! parsing stays pure and testable.
+
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+pub const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 60_000;
+
+/// How values are sealed in this deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Encryption {
+    /// `ENCRYPTION_KEY` is set (base64 of 32 bytes; validated when used).
+    Key(String),
+    /// `wrangler dev` with `DEV_MODE=true` and no key: a fixed, public development key.
+    Development,
+    /// Deployed without a key: storing or reading secrets is refused.
+    Missing,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub admin_token: Option<String>,
+    pub encryption: Encryption,
+    pub allow_private_upstreams: bool,
+    pub allowed_origins: Vec<String>,
+    pub public_url: Option<String>,
+    pub max_body_bytes: usize,
+    pub upstream_timeout_ms: u64,
+}
+
+fn truthy(v: Option<String>) -> bool {
+    matches!(v.as_deref().map(str::trim), Some("true" | "1" | "yes"))
+}
+
+impl Config {
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Config {
+        let non_empty = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let encryption = match non_empty("ENCRYPTION_KEY") {
+            Some(k) => Encryption::Key(k),
+            None if truthy(get("DEV_MODE")) => Encryption::Development,
+            None => Encryption::Missing,
+        };
+        Config {
+            admin_token: non_empty("ADMIN_TOKEN"),
+            encryption,
+            allow_private_upstreams: truthy(get("ALLOW_PRIVATE_UPSTREAMS")),
+            allowed_origins: non_empty("ALLOWED_ORIGINS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|o| o.trim().trim_end_matches('/').to_string())
+                        .filter(|o| !o.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            public_url: non_empty("PUBLIC_URL").map(|u| u.trim().trim_end_matches('/').to_string()),
+            max_body_bytes: non_empty("MAX_BODY_BYTES")
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            upstream_timeout_ms: non_empty("UPSTREAM_TIMEOUT_MS")
+                .and_then(|v| v.trim().parse().ok())
+                .filter(|ms| *ms > 0)
+                .unwrap_or(DEFAULT_UPSTREAM_TIMEOUT_MS),
+        }
+    }
+
+    /// Whether a browser `Origin` may call the MCP routes. Requests without `Origin`
+    /// (server-side clients) are always allowed.
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        let origin = origin.trim_end_matches('/');
+        self.allowed_origins.iter().any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Config {
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_safe() {
+        let c = config(&[]);
+        assert_eq!(c.admin_token, None);
+        assert_eq!(c.encryption, Encryption::Missing);
+        assert!(!c.allow_private_upstreams);
+        assert!(c.allowed_origins.is_empty());
+        assert_eq!(c.max_body_bytes, 4 * 1024 * 1024);
+        assert_eq!(c.upstream_timeout_ms, 60_000);
+        assert!(!c.origin_allowed("https://evil.example"));
+    }
+
+    #[test]
+    fn reads_every_setting() {
+        let c = config(&[
+            ("ADMIN_TOKEN", "t"),
+            ("ENCRYPTION_KEY", "k"),
+            ("DEV_MODE", "true"),
+            ("ALLOW_PRIVATE_UPSTREAMS", "true"),
+            ("ALLOWED_ORIGINS", "https://a.example, https://b.example/"),
+            ("PUBLIC_URL", "https://gw.example/"),
+            ("MAX_BODY_BYTES", "1024"),
+            ("UPSTREAM_TIMEOUT_MS", "1500"),
+        ]);
+        assert_eq!(c.encryption, Encryption::Key("k".into()));
+        assert!(c.allow_private_upstreams);
+        assert!(c.origin_allowed("https://b.example"));
+        assert!(c.origin_allowed("https://A.example"));
+        assert!(!c.origin_allowed("https://c.example"));
+        assert_eq!(c.public_url.as_deref(), Some("https://gw.example"));
+        assert_eq!((c.max_body_bytes, c.upstream_timeout_ms), (1024, 1500));
+    }
+
+    #[test]
+    fn development_key_only_in_dev_mode() {
+        assert_eq!(config(&[("DEV_MODE", "true")]).encryption, Encryption::Development);
+        assert_eq!(config(&[("DEV_MODE", "false")]).encryption, Encryption::Missing);
+        assert_eq!(config(&[("ENCRYPTION_KEY", " ")]).encryption, Encryption::Missing);
+        assert_eq!(config(&[("UPSTREAM_TIMEOUT_MS", "0")]).upstream_timeout_ms, 60_000);
+    }
+}

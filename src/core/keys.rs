@@ -1,0 +1,181 @@
+//! Gateway keys (API.md §1): `mab_<routing>_<secret>`.
+//!
+//! `routing` is the 64-hex-digit id of the subject's Durable Object, so a key finds its store
+//! without any index; `secret` is 32 random bytes in base64url. Only the SHA-256 of the whole
+//! key is ever stored. A key id (for listing and revoking) is `<routing>-<16 hex digits>` for the
+//! same reason: it routes itself.
+
+use super::encoding::{b64url, hex};
+use sha2::{Digest, Sha256};
+
+pub const PREFIX: &str = "mab_";
+const ROUTING_LEN: usize = 64;
+pub const SECRET_BYTES: usize = 32;
+const SECRET_B64_LEN: usize = 43; // 32 bytes, base64url without padding
+
+/// A key as the client sent it, checked for shape. Holds the digest, not the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresentedKey {
+    pub routing: String,
+    pub hash: [u8; 32],
+}
+
+pub fn is_routing(s: &str) -> bool {
+    s.len() == ROUTING_LEN && s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+}
+
+/// Builds a new key for the store `routing` from 32 random bytes.
+pub fn generate(routing: &str, random: &[u8; SECRET_BYTES]) -> String {
+    format!("{PREFIX}{routing}_{}", b64url(random))
+}
+
+/// Builds a key id for the store `routing` from 8 random bytes.
+pub fn key_id(routing: &str, random: &[u8; 8]) -> String {
+    format!("{routing}-{}", hex(random))
+}
+
+/// The store a key id routes to, when the id is well formed.
+pub fn key_id_routing(id: &str) -> Option<&str> {
+    let (routing, tail) = id.split_once('-')?;
+    (is_routing(routing) && tail.len() == 16 && tail.bytes().all(|c| c.is_ascii_hexdigit()))
+        .then_some(routing)
+}
+
+pub fn hash(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// Reads the client credential from an `Authorization` value: `Bearer <key>` or a bare key.
+pub fn from_authorization(value: &str) -> Option<PresentedKey> {
+    let value = value.trim();
+    let key = match value.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        Some(_) => return None,
+        None => value,
+    };
+    parse(key)
+}
+
+pub fn parse(key: &str) -> Option<PresentedKey> {
+    let rest = key.strip_prefix(PREFIX)?;
+    let (routing, secret) = rest.split_at_checked(ROUTING_LEN)?;
+    let secret = secret.strip_prefix('_')?;
+    let secret_ok = secret.len() >= SECRET_B64_LEN
+        && secret.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
+    (is_routing(routing) && secret_ok).then(|| PresentedKey { routing: routing.to_string(), hash: hash(key) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROUTING: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn generated_keys_parse_back_with_their_hash() {
+        let key = generate(ROUTING, &[7u8; 32]);
+        assert!(key.starts_with("mab_0123"));
+        assert_eq!(key.len(), 4 + 64 + 1 + 43);
+        let parsed = parse(&key).unwrap();
+        assert_eq!(parsed.routing, ROUTING);
+        assert_eq!(parsed.hash, hash(&key));
+        assert_eq!(from_authorization(&format!("Bearer {key}")), Some(parsed.clone()));
+        assert_eq!(from_authorization(&format!("bearer  {key} ")), Some(parsed.clone()));
+        assert_eq!(from_authorization(&key), Some(parsed));
+    }
+
+    #[test]
+    fn malformed_keys_are_refused() {
+        let key = generate(ROUTING, &[7u8; 32]);
+        assert_eq!(from_authorization(&format!("Basic {key}")), None);
+        assert_eq!(parse(&key[..key.len() - 1]), None, "short secret");
+        assert_eq!(parse(&key.replace("mab_", "mak_")), None);
+        assert_eq!(parse(&key.replacen('0', "G", 1)), None, "routing not hex");
+        assert_eq!(parse(&format!("{key}!")), None);
+        assert_eq!(parse("mab_"), None);
+        assert_eq!(parse("mab_é"), None);
+        assert_eq!(parse(""), None);
+    }
+
+    #[test]
+    fn key_ids_route_themselves() {
+        let id = key_id(ROUTING, &[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(key_id_routing(&id), Some(ROUTING));
+        assert_eq!(key_id_routing("nope"), None);
+        assert_eq!(key_id_routing(&format!("{ROUTING}-123")), None);
+    }
+}
+
+/// A key as stored in its subject's Durable Object: the hash, never the key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeyRecord {
+    pub id: String,
+    pub hash: String,
+    pub subject: String,
+    /// Upstream ids, or `["*"]` for all.
+    pub upstreams: Vec<String>,
+    pub expires_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    pub created_at: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Allowed,
+    Expired,
+    NotAllowed,
+}
+
+impl KeyRecord {
+    pub fn access(&self, upstream: &str, now_ms: u64) -> Access {
+        if self.expires_at.is_some_and(|t| t <= now_ms) {
+            Access::Expired
+        } else if self.upstreams.iter().any(|u| u == "*" || u == upstream) {
+            Access::Allowed
+        } else {
+            Access::NotAllowed
+        }
+    }
+
+    /// What the admin API lists: everything but the hash.
+    pub fn public_view(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "subject": self.subject,
+            "upstreams": self.upstreams,
+            "label": self.label,
+            "expires_at": self.expires_at.map(super::encoding::rfc3339),
+            "created_at": super::encoding::rfc3339(self.created_at),
+        })
+    }
+}
+
+#[cfg(test)]
+mod record_tests {
+    use super::*;
+
+    fn record(upstreams: &[&str], expires_at: Option<u64>) -> KeyRecord {
+        KeyRecord {
+            id: "id".into(),
+            hash: "h".into(),
+            subject: "alice".into(),
+            upstreams: upstreams.iter().map(|s| s.to_string()).collect(),
+            expires_at,
+            label: None,
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn scope_and_expiry() {
+        assert_eq!(record(&["a"], None).access("a", 5), Access::Allowed);
+        assert_eq!(record(&["a"], None).access("b", 5), Access::NotAllowed);
+        assert_eq!(record(&["*"], None).access("b", 5), Access::Allowed);
+        assert_eq!(record(&["*"], Some(10)).access("b", 9), Access::Allowed);
+        assert_eq!(record(&["*"], Some(10)).access("b", 10), Access::Expired);
+        let view = record(&["a"], Some(0)).public_view();
+        assert_eq!(view["expires_at"], "1970-01-01T00:00:00Z");
+        assert!(view.get("hash").is_none());
+    }
+}

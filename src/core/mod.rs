@@ -1,0 +1,14 @@
+//! The pure core: no `worker::` types, no I/O, native unit tests beside each module.
+//! Everything the Worker glue decides about bytes, names, URLs and secrets is decided here.
+
+pub mod config;
+pub mod encoding;
+pub mod headers;
+pub mod ids;
+pub mod keys;
+pub mod mcp;
+pub mod policy;
+pub mod seal;
+pub mod sse;
+pub mod template;
+pub mod upstream;

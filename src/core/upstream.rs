@@ -1,0 +1,379 @@
+//! Upstreams: the MCP servers behind the gateway, as the admin API defines them (API.md §4) and
+//! as they are stored. Validation names the field that is wrong.
+
+use super::headers::configured_name_error;
+use super::policy::check_url;
+use super::template::{HeaderTemplate, Source};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    StreamableHttp,
+    Sse,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserField {
+    pub name: String,
+    pub label: String,
+    #[serde(default = "default_true")]
+    pub secret: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// OAuth settings (the flow itself arrives with connect links). `client_secret` is stored
+/// sealed and never echoed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct OAuthSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_sealed: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint_auth_method: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_server: Option<String>,
+    #[serde(default = "default_true")]
+    pub resource: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upstream {
+    pub id: String,
+    pub url: String,
+    pub transport: Transport,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub user_fields: Vec<UserField>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<OAuthSettings>,
+    pub updated_at: u64,
+}
+
+/// A 400 from the admin API: which field, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError { field: field.into(), message: message.into() }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// A validated `PUT /admin/v1/upstreams/{id}` body. `client_secret` is plaintext here; the
+/// caller seals it before storing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamDraft {
+    pub upstream: Upstream,
+    pub client_secret: Option<String>,
+}
+
+fn string_at(obj: &Map<String, Value>, field: &str, path: &str) -> Result<Option<String>, FieldError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(FieldError::new(path, "must be a string")),
+    }
+}
+
+fn object<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>, FieldError> {
+    v.as_object().ok_or_else(|| FieldError::new(path, "must be an object"))
+}
+
+fn only_fields(obj: &Map<String, Value>, allowed: &[&str], prefix: &str) -> Result<(), FieldError> {
+    match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(FieldError::new(
+            format!("{prefix}{k}"),
+            format!("unknown field; expected one of: {}", allowed.join(", ")),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn parse_oauth(v: &Value) -> Result<(OAuthSettings, Option<String>), FieldError> {
+    let obj = object(v, "oauth")?;
+    only_fields(
+        obj,
+        &[
+            "scopes",
+            "client_id",
+            "client_secret",
+            "token_endpoint_auth_method",
+            "authorization_server",
+            "resource",
+        ],
+        "oauth.",
+    )?;
+    let scopes = match obj.get("scopes") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => Some(
+            items
+                .iter()
+                .map(|s| match s.as_str() {
+                    Some(s)
+                        if !s.is_empty()
+                            && s.bytes().all(|c| c > 0x20 && c < 0x7f && c != b'"' && c != b'\\') =>
+                    {
+                        Ok(s.to_string())
+                    }
+                    _ => Err(FieldError::new(
+                        "oauth.scopes",
+                        "each scope must be a non-empty string without spaces",
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        Some(_) => return Err(FieldError::new("oauth.scopes", "must be an array of strings")),
+    };
+    let method = string_at(obj, "token_endpoint_auth_method", "oauth.token_endpoint_auth_method")?;
+    if let Some(m) = &method {
+        if !["client_secret_basic", "client_secret_post", "none"].contains(&m.as_str()) {
+            return Err(FieldError::new(
+                "oauth.token_endpoint_auth_method",
+                "must be client_secret_basic, client_secret_post or none",
+            ));
+        }
+    }
+    let resource = match obj.get("resource") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(FieldError::new("oauth.resource", "must be true or false")),
+    };
+    let settings = OAuthSettings {
+        scopes,
+        client_id: string_at(obj, "client_id", "oauth.client_id")?,
+        client_secret_sealed: None,
+        token_endpoint_auth_method: method,
+        authorization_server: string_at(obj, "authorization_server", "oauth.authorization_server")?,
+        resource,
+    };
+    Ok((settings, string_at(obj, "client_secret", "oauth.client_secret")?))
+}
+
+fn parse_user_fields(v: &Value) -> Result<Vec<UserField>, FieldError> {
+    let items = v.as_array().ok_or_else(|| FieldError::new("user_fields", "must be an array"))?;
+    let mut fields: Vec<UserField> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("user_fields[{i}]");
+        let obj = object(item, &path)?;
+        only_fields(obj, &["name", "label", "secret"], &format!("{path}."))?;
+        let name = string_at(obj, "name", &format!("{path}.name"))?
+            .filter(|n| {
+                !n.is_empty()
+                    && n.len() <= 64
+                    && n.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+            })
+            .ok_or_else(|| {
+                FieldError::new(format!("{path}.name"), "must be a name of letters, digits, '_' or '-'")
+            })?;
+        if fields.iter().any(|f| f.name == name) {
+            return Err(FieldError::new(format!("{path}.name"), "is listed twice"));
+        }
+        let label = string_at(obj, "label", &format!("{path}.label"))?.unwrap_or_else(|| name.clone());
+        let secret = match obj.get("secret") {
+            None | Some(Value::Null) => true,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(FieldError::new(format!("{path}.secret"), "must be true or false")),
+        };
+        fields.push(UserField { name, label, secret });
+    }
+    Ok(fields)
+}
+
+/// Validates an admin `PUT` body for upstream `id`.
+pub fn parse_upstream(
+    id: &str,
+    body: &Value,
+    allow_private: bool,
+    now_ms: u64,
+) -> Result<UpstreamDraft, FieldError> {
+    let obj = object(body, "body")?;
+    only_fields(obj, &["url", "transport", "headers", "user_fields", "oauth"], "")?;
+    let url = string_at(obj, "url", "url")?.ok_or_else(|| FieldError::new("url", "is required"))?;
+    let url = check_url(&url, allow_private).map_err(|e| FieldError::new("url", e.to_string()))?.to_string();
+    let transport = match string_at(obj, "transport", "transport")?.as_deref() {
+        None | Some("streamable-http") => Transport::StreamableHttp,
+        Some("sse") => Transport::Sse,
+        Some(_) => return Err(FieldError::new("transport", "must be \"streamable-http\" or \"sse\"")),
+    };
+    let mut headers = BTreeMap::new();
+    if let Some(h) = obj.get("headers").filter(|v| !v.is_null()) {
+        for (name, template) in object(h, "headers")? {
+            let path = format!("headers.{name}");
+            if let Some(why) = configured_name_error(name) {
+                return Err(FieldError::new(path, why));
+            }
+            if headers.keys().any(|k: &String| k.eq_ignore_ascii_case(name)) {
+                return Err(FieldError::new(path, "is listed twice (header names are case-insensitive)"));
+            }
+            let text = template.as_str().ok_or_else(|| FieldError::new(&path, "must be a string"))?;
+            HeaderTemplate::parse(text).map_err(|e| FieldError::new(&path, e.to_string()))?;
+            headers.insert(name.clone(), text.to_string());
+        }
+    }
+    let user_fields = match obj.get("user_fields") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(v) => parse_user_fields(v)?,
+    };
+    let (oauth, client_secret) = match obj.get("oauth") {
+        None | Some(Value::Null) => (None, None),
+        Some(v) => {
+            let (settings, secret) = parse_oauth(v)?;
+            (Some(settings), secret)
+        }
+    };
+    let upstream =
+        Upstream { id: id.to_string(), url, transport, headers, user_fields, oauth, updated_at: now_ms };
+    if upstream.oauth.is_none() {
+        if let Some((name, _)) =
+            upstream.templates().find(|(_, t)| t.sources().any(|s| *s == Source::OAuthAccessToken))
+        {
+            return Err(FieldError::new(
+                format!("headers.{name}"),
+                "uses {{oauth.access_token}} but the upstream has no oauth settings",
+            ));
+        }
+    }
+    Ok(UpstreamDraft { upstream, client_secret })
+}
+
+impl Upstream {
+    /// The header templates to render for each request, including the implicit
+    /// `Authorization: Bearer {{oauth.access_token}}` of an OAuth upstream without one.
+    pub fn templates(&self) -> impl Iterator<Item = (&str, HeaderTemplate)> {
+        let has_auth = self.headers.keys().any(|k| k.eq_ignore_ascii_case("authorization"));
+        let implicit =
+            (self.oauth.is_some() && !has_auth).then_some(("Authorization", "Bearer {{oauth.access_token}}"));
+        self.headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(implicit)
+            // Stored templates were validated on the way in; one that no longer parses is
+            // skipped rather than sent half-rendered.
+            .filter_map(|(k, v)| HeaderTemplate::parse(v).ok().map(|t| (k, t)))
+    }
+
+    /// What the admin API shows: never a secret.
+    pub fn public_view(&self) -> Value {
+        let mut v = json!({
+            "id": self.id,
+            "url": self.url,
+            "transport": self.transport,
+            "headers": self.headers,
+            "user_fields": self.user_fields,
+            "updated_at": super::encoding::rfc3339(self.updated_at),
+        });
+        if let Some(o) = &self.oauth {
+            v["oauth"] = json!({
+                "scopes": o.scopes,
+                "client_id": o.client_id,
+                "client_secret_set": o.client_secret_sealed.is_some(),
+                "token_endpoint_auth_method": o.token_endpoint_auth_method,
+                "authorization_server": o.authorization_server,
+                "resource": o.resource,
+            });
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: Value) -> Result<UpstreamDraft, FieldError> {
+        parse_upstream("svc", &body, true, 1_000)
+    }
+
+    fn field_of(body: Value) -> String {
+        parse(body).unwrap_err().field
+    }
+
+    #[test]
+    fn accepts_a_full_upstream() {
+        let d = parse(json!({
+            "url": "http://127.0.0.1:9000/mcp",
+            "transport": "sse",
+            "headers": {"X-API-KEY": "{{user.api_key}}", "X-Tenant-ID": "{{secret.tenant}}"},
+            "user_fields": [{"name": "api_key", "label": "API key"}],
+            "oauth": {"scopes": ["read"], "client_id": "c", "client_secret": "s", "resource": false}
+        }))
+        .unwrap();
+        assert_eq!(d.upstream.transport, Transport::Sse);
+        assert_eq!(d.client_secret.as_deref(), Some("s"));
+        assert!(d.upstream.user_fields[0].secret);
+        let names: Vec<&str> = d.upstream.templates().map(|(n, _)| n).collect();
+        assert_eq!(names, ["X-API-KEY", "X-Tenant-ID", "Authorization"]);
+        let view = d.upstream.public_view().to_string();
+        assert!(!view.contains("\"s\""), "client secret never echoed: {view}");
+        assert!(view.contains("client_secret_set"));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert_eq!(field_of(json!({})), "url");
+        assert_eq!(field_of(json!({"url": 5})), "url");
+        assert_eq!(field_of(json!({"url": "ftp://x"})), "url");
+        assert_eq!(field_of(json!({"url": "http://169.254.169.254/"})), "url");
+        assert_eq!(field_of(json!({"url": "http://a.example/", "transport": "ws"})), "transport");
+        assert_eq!(field_of(json!({"url": "http://a.example/", "nope": 1})), "nope");
+        assert_eq!(field_of(json!({"url": "http://a.example/", "headers": {"X": "a\r\nb"}})), "headers.X");
+        assert_eq!(
+            field_of(json!({"url": "http://a.example/", "headers": {"Mcp-Session-Id": "x"}})),
+            "headers.Mcp-Session-Id"
+        );
+        assert_eq!(
+            field_of(json!({"url": "http://a.example/", "headers": {"X": "{{env.ADMIN_TOKEN}}"}})),
+            "headers.X"
+        );
+        assert_eq!(field_of(json!({"url": "http://a.example/", "headers": {"X": 1}})), "headers.X");
+        assert_eq!(
+            field_of(json!({"url": "http://a.example/", "headers": {"X": "{{oauth.access_token}}"}})),
+            "headers.X"
+        );
+        assert_eq!(
+            field_of(json!({"url": "http://a.example/", "headers": {"x": "1", "X": "2"}})),
+            "headers.x"
+        );
+        assert_eq!(
+            field_of(json!({"url": "http://a.example/", "user_fields": [{"label": "x"}]})),
+            "user_fields[0].name"
+        );
+        assert_eq!(
+            field_of(json!({"url": "http://a.example/", "oauth": {"token_endpoint_auth_method": "jwt"}})),
+            "oauth.token_endpoint_auth_method"
+        );
+        assert_eq!(
+            field_of(json!({"url": "http://a.example/", "oauth": {"scopes": ["a b"]}})),
+            "oauth.scopes"
+        );
+        assert_eq!(field_of(json!([])), "body");
+        assert!(parse_upstream("svc", &json!({"url": "http://a.example/"}), false, 0).is_err());
+    }
+
+    #[test]
+    fn explicit_authorization_wins_over_the_oauth_default() {
+        let d = parse(json!({"url": "https://a.example/", "headers": {"authorization": "Token {{oauth.access_token}}"}, "oauth": {}})).unwrap();
+        let names: Vec<&str> = d.upstream.templates().map(|(n, _)| n).collect();
+        assert_eq!(names, ["authorization"]);
+    }
+}

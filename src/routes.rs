@@ -1,0 +1,109 @@
+//! The one route table: every URL the product answers, top to bottom.
+
+use crate::admin;
+use crate::app::App;
+use crate::error::Error;
+use crate::http;
+use crate::proxy::{self, Route};
+use worker::{Method, Request, Response};
+
+const MCP_ALLOW: &str = "GET, POST, DELETE, OPTIONS";
+
+pub async fn handle(app: &App, req: Request) -> Response {
+    let path = req.path();
+    let segments: Option<Vec<String>> =
+        path.trim_start_matches('/').split('/').map(http::percent_decode).collect();
+    let Some(segments) = segments else {
+        return http::error(&Error::NotFound { what: "route".into() }, None);
+    };
+    let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let method = req.method();
+    let origin = http::header(&req, "origin");
+
+    let result: Result<Response, Error> = match (method.clone(), segs.as_slice()) {
+        (Method::Get, ["healthz"]) => Ok(Response::ok("ok").unwrap_or_else(|_| http::empty(200))),
+
+        // MCP surface (API.md §1)
+        (Method::Options, ["mcp" | "sse", ..]) => Ok(preflight(app, origin.as_deref())),
+        (Method::Post | Method::Get | Method::Delete, ["mcp", upstream]) => {
+            Ok(proxy::handle(app, req, upstream, Route::Mcp).await)
+        }
+        (_, ["mcp", _]) => Err(Error::MethodNotAllowed { allow: MCP_ALLOW }),
+        (Method::Get, ["sse", upstream]) => Ok(proxy::handle(app, req, upstream, Route::SseOpen).await),
+        (_, ["sse", _]) => Err(Error::MethodNotAllowed { allow: "GET, OPTIONS" }),
+        (Method::Post, ["sse", upstream, "messages"]) => {
+            Ok(proxy::handle(app, req, upstream, Route::SseMessage).await)
+        }
+        (_, ["sse", _, "messages"]) => Err(Error::MethodNotAllowed { allow: "POST, OPTIONS" }),
+
+        // Admin API (API.md §4)
+        (_, ["admin", "v1", ..]) => match admin::authorize(app, &req) {
+            Err(e) => Err(e),
+            Ok(()) => admin_route(app, req, method, &segs[2..]).await,
+        },
+
+        _ => Err(Error::NotFound { what: "route".into() }),
+    };
+    let resp = result.unwrap_or_else(|e| http::error(&e, None));
+    if segs.first().is_some_and(|s| *s == "mcp" || *s == "sse") {
+        with_cors(app, resp, origin.as_deref())
+    } else {
+        resp
+    }
+}
+
+async fn admin_route(app: &App, req: Request, method: Method, path: &[&str]) -> Result<Response, Error> {
+    match (method, path) {
+        (Method::Get, ["upstreams"]) => admin::list_upstreams(app).await,
+        (Method::Put, ["upstreams", id]) => admin::put_upstream(app, req, id).await,
+        (Method::Get, ["upstreams", id]) => admin::get_upstream(app, id).await,
+        (Method::Delete, ["upstreams", id]) => admin::delete_upstream(app, id).await,
+        (Method::Put, ["secrets", name]) => admin::put_secret(app, req, name).await,
+        (Method::Put, ["subjects", subject, "secrets", name]) => {
+            admin::put_subject_secret(app, req, subject, name).await
+        }
+        (Method::Post, ["keys"]) => admin::create_key(app, req).await,
+        (Method::Get, ["keys"]) => admin::list_keys(app, &req).await,
+        (Method::Delete, ["keys", id]) => admin::revoke_key(app, id).await,
+        (Method::Get, ["connections"]) => admin::list_connections(app, &req).await,
+        (_, ["upstreams"]) => Err(Error::MethodNotAllowed { allow: "GET" }),
+        (_, ["upstreams", _]) => Err(Error::MethodNotAllowed { allow: "GET, PUT, DELETE" }),
+        (_, ["secrets", _]) | (_, ["subjects", _, "secrets", _]) => {
+            Err(Error::MethodNotAllowed { allow: "PUT" })
+        }
+        (_, ["keys"]) => Err(Error::MethodNotAllowed { allow: "GET, POST" }),
+        (_, ["keys", _]) => Err(Error::MethodNotAllowed { allow: "DELETE" }),
+        (_, ["connections"]) => Err(Error::MethodNotAllowed { allow: "GET" }),
+        _ => Err(Error::NotFound { what: "admin route".into() }),
+    }
+}
+
+/// Headers a browser client from an allowed origin may send and read (MCP transport headers).
+const CORS_ALLOW_HEADERS: &str = "Authorization, Content-Type, Accept, Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID, Mcp-Method, Mcp-Name, Mcp-Param-*";
+const CORS_EXPOSE_HEADERS: &str = "Mcp-Session-Id, MCP-Protocol-Version, WWW-Authenticate, Retry-After";
+
+fn preflight(app: &App, origin: Option<&str>) -> Response {
+    match origin {
+        Some(o) if app.config.origin_allowed(o) => {
+            let resp = http::empty(204);
+            let _ = resp.headers().set("Access-Control-Allow-Methods", MCP_ALLOW);
+            // A wildcard in a header list is not honoured for all names; name the MCP ones and
+            // echo what the browser asks for when it is a valid list of tokens.
+            let _ = resp.headers().set("Access-Control-Allow-Headers", CORS_ALLOW_HEADERS);
+            let _ = resp.headers().set("Access-Control-Max-Age", "600");
+            resp
+        }
+        Some(o) => http::error(&Error::OriginNotAllowed { origin: o.to_string() }, None),
+        None => http::empty(204),
+    }
+}
+
+fn with_cors(app: &App, resp: Response, origin: Option<&str>) -> Response {
+    if let Some(o) = origin.filter(|o| app.config.origin_allowed(o)) {
+        let headers = resp.headers();
+        let _ = headers.set("Access-Control-Allow-Origin", o);
+        let _ = headers.set("Access-Control-Expose-Headers", CORS_EXPOSE_HEADERS);
+        let _ = headers.append("Vary", "Origin");
+    }
+    resp
+}

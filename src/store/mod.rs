@@ -1,0 +1,18 @@
+//! Storage adapters. The schema, written down once:
+//!
+//! | where | key | value | notes |
+//! |---|---|---|---|
+//! | KV `CONFIG` | `upstream:{id}` | `Upstream` JSON (OAuth client secret sealed, context `oauth-client:{id}`) | read-mostly |
+//! | KV `CONFIG` | `secret:{name}` | sealed operator secret, context `secret:{name}` | |
+//! | DO `SubjectStore` (one per subject, `idFromName(subject)`) | `subject` | the subject id | written on first use |
+//! | DO | `key:{sha256 hex}` | `KeyRecord` | the source of truth for keys: revocation is immediate |
+//! | DO | `keyid:{id}` | sha256 hex of that key | for listing and revoking by id |
+//! | DO | `usecret:{name}` | sealed subject secret, context `user:{subject}:{name}` | |
+//! | DO | `conn:{upstream}` | `Connection` JSON | connect-page values sealed, context `conn:{subject}:{upstream}:{name}` |
+//!
+//! KV is eventually consistent (up to 60 s between locations) and holds only operator
+//! configuration; everything that must not race lives in the subject's Durable Object.
+
+pub mod kv;
+pub mod protocol;
+pub mod subject;

@@ -12,4 +12,8 @@ if [ ! -x "$WASM_BINDGEN_BIN" ]; then
   exit 1
 fi
 cd "$ROOT"
-exec worker-build --release
+worker-build --release
+# worker-build keeps the wasm names section (it passes --debuginfo to wasm-opt); it is ~190 KB
+# of function names that only decorate stack traces. Drop it to keep the bundle small.
+"$WASM_OPT_BIN" --strip-debug --strip-producers build/index_bg.wasm -o build/index_bg.wasm.tmp
+mv build/index_bg.wasm.tmp build/index_bg.wasm

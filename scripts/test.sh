@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The README's test command (and CI's): sets the machine up if needed, then runs every check:
+# formatting, clippy (native and wasm32), native unit tests, the release wasm build with its
+# size budget, `wrangler deploy --dry-run`, and the end-to-end suite against `wrangler dev`.
+set -euo pipefail
+. "$(dirname "$0")/env.sh"
+"$ROOT/scripts/setup.sh"
+cd "$ROOT"
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --check
+step "cargo clippy (native, wasm32)"
+cargo clippy --all-targets --quiet -- -D warnings
+cargo clippy --target wasm32-unknown-unknown --quiet -- -D warnings
+step "native unit tests"
+cargo test --quiet
+
+step "release build"
+bash scripts/build.sh
+raw=$(stat -c %s build/index_bg.wasm)
+gz=$(gzip -9c build/index_bg.wasm | wc -c)
+printf 'wasm bundle: %d KiB raw, %d KiB gzip (budget 1024 / 400)\n' $((raw / 1024)) $((gz / 1024))
+if [ "$raw" -gt $((1024 * 1024)) ] || [ "$gz" -gt $((400 * 1024)) ]; then
+  echo "wasm bundle over budget" >&2
+  exit 1
+fi
+step "wrangler deploy --dry-run"
+MAB_SKIP_BUILD=1 wrangler deploy --dry-run --outdir "$(mktemp -d)" > /tmp/mab-dry-run.log 2>&1 || { cat /tmp/mab-dry-run.log; exit 1; }
+grep -E "Total Upload" /tmp/mab-dry-run.log || true
+
+step "end-to-end (wrangler dev + real MCP servers and clients)"
+node --test --test-concurrency=1 tests/e2e/*.test.mjs

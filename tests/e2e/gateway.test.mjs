@@ -1,0 +1,436 @@
+// End-to-end: the built Worker under `wrangler dev`, real MCP servers and clients from the
+// official TypeScript SDK, all on loopback. Covers issue #3: header rewriting for every
+// transport, per-subject credentials, and every row of API.md's error table.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
+import { startGateway, rpcMessages, freePort, sleep } from './harness.mjs';
+import { startStreamable, startLegacySse, startHanging } from './peers/ts_servers.mjs';
+
+const SECRETS = {
+  tenant: 'acme-tenant-7',
+  opKey: 'op-apikey-' + 'x'.repeat(20),
+  aliceKey: 'alice-upstream-key-1111',
+  bobKey: 'bob-upstream-key-2222',
+  aliceClientId: 'alice-client',
+  aliceClientSecret: 'alice-client-secret-3333',
+};
+const keys = {}; // subject/purpose -> gateway key
+let gw;
+const up = {};
+
+const basic = (a, b) => 'Basic ' + Buffer.from(`${a}:${b}`).toString('base64');
+const ACCEPT = 'application/json, text/event-stream';
+
+async function mcpPost(path, key, body, extra = {}) {
+  return fetch(gw.base + path, {
+    method: 'POST',
+    headers: {
+      ...(key ? { authorization: `Bearer ${key}` } : {}),
+      'content-type': 'application/json',
+      accept: ACCEPT,
+      ...extra,
+    },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+}
+
+const initialize = (id = 1) => ({
+  jsonrpc: '2.0', id, method: 'initialize',
+  params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
+});
+
+async function sdkClient(path, key) {
+  const transport = new StreamableHTTPClientTransport(new URL(gw.base + path), {
+    requestInit: { headers: { Authorization: `Bearer ${key}` } },
+  });
+  const client = new Client({ name: 'e2e', version: '1.0.0' });
+  await client.connect(transport);
+  return client;
+}
+
+async function whoami(client) {
+  const result = await client.callTool({ name: 'whoami', arguments: {} });
+  return JSON.parse(result.content[0].text);
+}
+
+async function newKey(subject, upstreams, extra = {}) {
+  const r = await gw.admin('POST', '/keys', { subject, upstreams, ...extra });
+  assert.equal(r.status, 201, r.text);
+  return r.json;
+}
+
+before(async () => {
+  up.tenant = await startStreamable({
+    name: 'tenant',
+    check: (h) => h['x-tenant-id'] === SECRETS.tenant && [SECRETS.aliceKey, SECRETS.bobKey].includes(h['x-api-key']),
+  });
+  up.apikey = await startStreamable({
+    name: 'apikey', stateless: true, json: true,
+    check: (h) => h.authorization === `ApiKey ${SECRETS.opKey}`,
+  });
+  up.basic = await startStreamable({
+    name: 'basic',
+    check: (h) => h.authorization === basic(SECRETS.aliceClientId, SECRETS.aliceClientSecret),
+  });
+  up.legacy = await startLegacySse({ check: (h) => [SECRETS.aliceKey, SECRETS.bobKey].includes(h['x-api-key']) });
+  up.hanging = await startHanging();
+  gw = await startGateway({ UPSTREAM_TIMEOUT_MS: '1500', ALLOWED_ORIGINS: 'https://app.example' });
+
+  const put = async (id, body) => {
+    const r = await gw.admin('PUT', `/upstreams/${id}`, body);
+    assert.equal(r.status, 200, r.text);
+  };
+  await put('tenant', { url: up.tenant.url, headers: { 'X-API-KEY': '{{user.api_key}}', 'X-Tenant-ID': '{{secret.tenant}}' }, user_fields: [{ name: 'api_key', label: 'API key' }] });
+  await put('apikey', { url: up.apikey.url, headers: { Authorization: 'ApiKey {{secret.op_key}}' } });
+  await put('basic', { url: up.basic.url, headers: { Authorization: 'Basic {{basic(user.client_id, user.client_secret)}}' } });
+  await put('legacy', { url: up.legacy.url, transport: 'sse', headers: { 'X-API-KEY': '{{user.api_key}}' } });
+  await put('hanging', { url: up.hanging.url });
+  await put('closed', { url: `http://127.0.0.1:${await freePort()}/mcp` });
+  await put('needs-op', { url: up.apikey.url, headers: { Authorization: 'ApiKey {{secret.not_set}}' } });
+  await put('wrong-op', { url: up.apikey.url, headers: { Authorization: 'ApiKey {{secret.tenant}}' } });
+
+  for (const [name, value] of [['tenant', SECRETS.tenant], ['op_key', SECRETS.opKey]]) {
+    assert.equal((await gw.admin('PUT', `/secrets/${name}`, { value })).status, 204);
+  }
+  const subjectSecret = async (subject, name, value) =>
+    assert.equal((await gw.admin('PUT', `/subjects/${subject}/secrets/${name}`, { value })).status, 204);
+  await subjectSecret('alice@example.com', 'api_key', SECRETS.aliceKey);
+  await subjectSecret('alice@example.com', 'client_id', SECRETS.aliceClientId);
+  await subjectSecret('alice@example.com', 'client_secret', SECRETS.aliceClientSecret);
+  await subjectSecret('bob', 'api_key', SECRETS.bobKey);
+
+  keys.alice = (await newKey('alice@example.com', ['*'], { label: 'alice laptop' })).key;
+  keys.bob = (await newKey('bob', ['tenant', 'legacy'])).key;
+  keys.carol = (await newKey('carol', ['tenant', 'legacy'])).key; // never given an api_key
+});
+
+after(async () => {
+  await gw?.stop();
+  for (const s of Object.values(up)) s.close();
+});
+
+test('health and admin authentication', async () => {
+  assert.equal(await (await fetch(gw.base + '/healthz')).text(), 'ok');
+  const r = await fetch(gw.base + '/admin/v1/upstreams', { headers: { authorization: 'Bearer wrong' } });
+  assert.equal(r.status, 401);
+  assert.equal((await r.json()).error.code, 'unauthorized');
+  const none = await fetch(gw.base + '/admin/v1/upstreams');
+  assert.equal(none.status, 401);
+});
+
+test('admin API validates input and names the field', async () => {
+  const cases = [
+    ['PUT', '/upstreams/Bad_Id', { url: 'http://127.0.0.1:1/' }, 'id'],
+    ['PUT', '/upstreams/x', {}, 'url'],
+    ['PUT', '/upstreams/x', { url: 'http://169.254.169.254/latest' }, 'url'],
+    ['PUT', '/upstreams/x', { url: 'http://127.0.0.1:1/', headers: { 'X-A': 'a\r\nX-Injected: 1' } }, 'headers.X-A'],
+    ['PUT', '/upstreams/x', { url: 'http://127.0.0.1:1/', headers: { 'X-A': 'a\u0000b' } }, 'headers.X-A'],
+    ['PUT', '/upstreams/x', { url: 'http://127.0.0.1:1/', headers: { 'X-A': '{{env.ADMIN_TOKEN}}' } }, 'headers.X-A'],
+    ['PUT', '/upstreams/x', { url: 'http://127.0.0.1:1/', headers: { 'X-A': '{{env.ENCRYPTION_KEY}}' } }, 'headers.X-A'],
+    ['PUT', '/upstreams/x', { url: 'http://127.0.0.1:1/', headers: { 'Mcp-Session-Id': 'x' } }, 'headers.Mcp-Session-Id'],
+    ['PUT', '/upstreams/x', { url: 'http://127.0.0.1:1/', transport: 'websocket' }, 'transport'],
+    ['PUT', '/upstreams/x', '{not json', 'body'],
+    ['PUT', '/secrets/x', { value: 'a\nb' }, 'value'],
+    ['PUT', '/secrets/x', {}, 'value'],
+    ['PUT', '/subjects/bad subject/secrets/x', { value: 'v' }, 'subject'],
+    ['POST', '/keys', { upstreams: ['*'] }, 'subject'],
+    ['POST', '/keys', { subject: 'a' }, 'upstreams'],
+    ['POST', '/keys', { subject: 'a', upstreams: ['Nope!'] }, 'upstreams'],
+    ['POST', '/keys', { subject: 'a', upstreams: ['*'], expires_in: -5 }, 'expires_in'],
+    ['GET', '/keys', undefined, 'subject'],
+  ];
+  for (const [method, path, body, field] of cases) {
+    const r = await gw.admin(method, path, body);
+    assert.equal(r.status, 400, `${method} ${path} ${JSON.stringify(body)} → ${r.text}`);
+    assert.equal(r.json.error.code, 'invalid_request');
+    assert.equal(r.json.error.data.field, field, r.text);
+    assert.ok(r.json.error.message.startsWith(field), r.json.error.message);
+  }
+  assert.equal((await gw.admin('GET', '/upstreams/nope')).status, 404);
+  assert.equal((await gw.admin('DELETE', '/keys/nope')).status, 404);
+});
+
+test('admin lists never show secrets or keys', async () => {
+  const oauth = await gw.admin('PUT', '/upstreams/with-client', {
+    url: 'http://127.0.0.1:1/mcp', oauth: { client_id: 'cid', client_secret: 'very-secret-client-secret' },
+  });
+  assert.equal(oauth.status, 200);
+  assert.equal(oauth.json.oauth.client_secret_set, true);
+  const list = await gw.admin('GET', '/upstreams');
+  assert.ok(list.json.items.every((u) => typeof u.id === 'string'));
+  assert.ok(!list.text.includes('very-secret-client-secret'));
+  assert.ok(!list.text.includes(SECRETS.tenant));
+  const one = await gw.admin('GET', '/upstreams/with-client');
+  assert.ok(!one.text.includes('very-secret-client-secret'));
+  assert.equal((await gw.admin('DELETE', '/upstreams/with-client')).status, 204);
+  assert.equal((await gw.admin('GET', '/upstreams/with-client')).status, 404);
+
+  const ks = await gw.admin('GET', '/keys?subject=alice@example.com');
+  assert.equal(ks.status, 200);
+  assert.equal(ks.json.items.length, 1);
+  assert.equal(ks.json.items[0].label, 'alice laptop');
+  assert.equal(ks.json.items[0].expires_at, null);
+  assert.ok(!ks.text.includes(keys.alice) && !ks.text.includes('"hash"'));
+});
+
+test('official SDK client: each subject reaches the upstream with its own headers, never the gateway key', async () => {
+  for (const [subject, expected] of [['alice', SECRETS.aliceKey], ['bob', SECRETS.bobKey]]) {
+    const client = await sdkClient('/mcp/tenant', keys[subject]);
+    const { tools } = await client.listTools();
+    assert.deepEqual(tools.map((t) => t.name).sort(), ['slow_progress', 'whoami']);
+    const seen = await whoami(client);
+    assert.equal(seen['x-api-key'], expected);
+    assert.equal(seen['x-tenant-id'], SECRETS.tenant);
+    assert.equal(seen.authorization, undefined, 'the client credential never goes upstream');
+    await client.close();
+  }
+});
+
+test('an OpenAI-style raw client: initialize, tools/list, tools/call with one Authorization', async () => {
+  const ua = { 'user-agent': 'openai-mcp/1.0.0' };
+  const init = await mcpPost('/mcp/apikey', keys.alice, initialize(), ua);
+  assert.equal(init.status, 200);
+  const [initResult] = await rpcMessages(init);
+  assert.equal(initResult.result.serverInfo.name, 'apikey');
+  const notified = await mcpPost('/mcp/apikey', keys.alice, { jsonrpc: '2.0', method: 'notifications/initialized' }, ua);
+  assert.equal(notified.status, 202);
+  const list = await rpcMessages(await mcpPost('/mcp/apikey', keys.alice, { jsonrpc: '2.0', id: 2, method: 'tools/list' }, ua));
+  assert.ok(list[0].result.tools.some((t) => t.name === 'whoami'));
+  const call = await mcpPost('/mcp/apikey', keys.alice, { jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'whoami', arguments: {} } }, ua);
+  assert.match(call.headers.get('content-type'), /application\/json/);
+  const [answer] = await rpcMessages(call);
+  const seen = JSON.parse(answer.result.content[0].text);
+  assert.equal(seen.authorization, `ApiKey ${SECRETS.opKey}`);
+  assert.equal(seen['user-agent'], 'openai-mcp/1.0.0');
+  assert.equal(seen.accept, ACCEPT);
+});
+
+test('Basic credentials from two user values', async () => {
+  const client = await sdkClient('/mcp/basic', keys.alice);
+  const seen = await whoami(client);
+  assert.equal(seen.authorization, basic(SECRETS.aliceClientId, SECRETS.aliceClientSecret));
+  await client.close();
+});
+
+test('progress notifications stream through before the final result', async () => {
+  const client = await sdkClient('/mcp/tenant', keys.alice);
+  const progressAt = [];
+  const started = Date.now();
+  const result = await client.callTool({ name: 'slow_progress', arguments: { steps: 3 } }, undefined, {
+    onprogress: (p) => progressAt.push({ progress: p.progress, at: Date.now() - started }),
+  });
+  const doneAt = Date.now() - started;
+  assert.equal(result.content[0].text, 'done');
+  assert.deepEqual(progressAt.map((p) => p.progress), [1, 2, 3]);
+  // The tool sleeps 300 ms after each notification: a buffering proxy would deliver all three
+  // together with the result, about 900 ms in.
+  assert.ok(progressAt[0].at < doneAt - 500, `first progress at ${progressAt[0].at} ms, result at ${doneAt} ms`);
+  await client.close();
+});
+
+test('session id, DELETE and 404 for a dead session pass through', async () => {
+  const init = await mcpPost('/mcp/tenant', keys.bob, initialize());
+  assert.equal(init.status, 200);
+  const sid = init.headers.get('mcp-session-id');
+  assert.ok(sid, 'session id header relayed');
+  await init.text();
+  const h = { 'mcp-session-id': sid, 'mcp-protocol-version': '2025-06-18' };
+  assert.equal((await mcpPost('/mcp/tenant', keys.bob, { jsonrpc: '2.0', method: 'notifications/initialized' }, h)).status, 202);
+  const seenBefore = up.tenant.requests.at(-1).headers;
+  assert.equal(seenBefore['mcp-session-id'], sid);
+  assert.equal(seenBefore['mcp-protocol-version'], '2025-06-18');
+  const del = await fetch(gw.base + '/mcp/tenant', { method: 'DELETE', headers: { authorization: `Bearer ${keys.bob}`, ...h } });
+  assert.equal(del.status, 200);
+  const dead = await mcpPost('/mcp/tenant', keys.bob, { jsonrpc: '2.0', id: 9, method: 'tools/list' }, h);
+  assert.equal(dead.status, 404);
+  assert.equal((await dead.json()).error.message, 'Session not found');
+  // Status codes the upstream gives are relayed as they are (the SDK server's 406 and 415).
+  const notAcceptable = await mcpPost('/mcp/apikey', keys.alice, initialize(), { accept: 'application/json' });
+  assert.equal(notAcceptable.status, 406);
+  await notAcceptable.text();
+  const unsupported = await mcpPost('/mcp/apikey', keys.alice, initialize(), { 'content-type': 'text/plain' });
+  assert.equal(unsupported.status, 415);
+  await unsupported.text();
+});
+
+test('2026-07-28 request headers reach the upstream untouched', async () => {
+  const headers = {
+    'mcp-protocol-version': '2026-07-28',
+    'mcp-method': 'tools/call',
+    'mcp-name': 'whoami',
+    'mcp-param-region': 'eu-west',
+  };
+  const r = await mcpPost('/mcp/apikey', keys.alice, { jsonrpc: '2.0', id: 5, method: 'tools/call', params: { name: 'whoami', arguments: {} } }, headers);
+  await r.text();
+  const seen = up.apikey.requests.at(-1).headers;
+  for (const [k, v] of Object.entries(headers)) assert.equal(seen[k], v, k);
+});
+
+test('legacy HTTP+SSE: endpoint rewritten, sealed, bound to its subject', async () => {
+  const transport = new SSEClientTransport(new URL(gw.base + '/sse/legacy'), {
+    requestInit: { headers: { Authorization: `Bearer ${keys.bob}` } },
+    eventSourceInit: {
+      fetch: (url, init) => fetch(url, { ...init, headers: { ...init?.headers, Authorization: `Bearer ${keys.bob}` } }),
+    },
+  });
+  const client = new Client({ name: 'legacy-e2e', version: '1.0.0' });
+  await client.connect(transport);
+  const seen = await whoami(client);
+  assert.equal(seen['x-api-key'], SECRETS.bobKey);
+  await client.close();
+
+  // The raw stream: the endpoint event points at the gateway, and carries no upstream URL.
+  const ctl = new AbortController();
+  const stream = await fetch(gw.base + '/sse/legacy', { headers: { authorization: `Bearer ${keys.bob}` }, signal: ctl.signal });
+  assert.equal(stream.status, 200);
+  const reader = stream.body.getReader();
+  let text = '';
+  while (!text.includes('\n\n')) text += new TextDecoder().decode((await reader.read()).value);
+  ctl.abort();
+  const endpoint = text.match(/data: (.*)/)[1];
+  assert.match(endpoint, /^\/sse\/legacy\/messages\?s=[A-Za-z0-9_-]+$/);
+  assert.ok(!endpoint.includes('sessionId') && !endpoint.includes('127.0.0.1'));
+
+  const ping = { jsonrpc: '2.0', id: 1, method: 'ping' };
+  const other = await mcpPost(endpoint, keys.alice, ping);
+  assert.equal(other.status, 400, 'another subject cannot use this session');
+  assert.equal((await other.json()).error.data.reason, 'invalid_session_url');
+  const forged = await mcpPost(endpoint.slice(0, -4) + 'AAAA', keys.bob, ping);
+  assert.equal(forged.status, 400);
+  await forged.text();
+});
+
+test('error table: keys', async () => {
+  const list = { jsonrpc: '2.0', id: 'req-1', method: 'tools/list' };
+  const noKey = await mcpPost('/mcp/tenant', null, list);
+  assert.equal(noKey.status, 401);
+  assert.equal(noKey.headers.get('www-authenticate'), 'Bearer realm="mcp-authbridge"');
+  const body = await noKey.json();
+  assert.equal(body.jsonrpc, '2.0');
+  assert.equal(body.id, 'req-1');
+  assert.equal(body.error.data.reason, 'invalid_key');
+
+  const unknown = await mcpPost('/mcp/tenant', keys.alice.slice(0, -3) + 'AAA', list);
+  assert.equal(unknown.status, 401);
+  await unknown.text();
+  const garbage = await mcpPost('/mcp/tenant', 'mab_not-a-key', list);
+  assert.equal(garbage.status, 401);
+  await garbage.text();
+
+  // A bare key without "Bearer" is accepted.
+  const bare = await fetch(gw.base + '/mcp/apikey', { method: 'POST', headers: { authorization: keys.alice, 'content-type': 'application/json', accept: ACCEPT }, body: JSON.stringify(initialize()) });
+  assert.equal(bare.status, 200);
+  await bare.text();
+
+  const scoped = await mcpPost('/mcp/apikey', keys.bob, list);
+  assert.equal(scoped.status, 403);
+  const scopedBody = await scoped.json();
+  assert.equal(scopedBody.error.data.reason, 'key_not_allowed');
+  assert.equal(scopedBody.error.data.upstream, 'apikey');
+
+  const missing = await mcpPost('/mcp/no-such-upstream', keys.alice, list);
+  assert.equal(missing.status, 404);
+  await missing.text();
+
+  // Revocation: works now, fails on the very next request.
+  const k = await newKey('dave', ['apikey']);
+  assert.equal((await mcpPost('/mcp/apikey', k.key, initialize())).status, 200);
+  assert.equal((await gw.admin('DELETE', `/keys/${k.id}`)).status, 204);
+  const revoked = await mcpPost('/mcp/apikey', k.key, initialize());
+  assert.equal(revoked.status, 401);
+  await revoked.text();
+  assert.equal((await gw.admin('GET', '/keys?subject=dave')).json.items.length, 0);
+
+  // Expiry.
+  const e = await newKey('erin', ['apikey'], { expires_in: 1 });
+  assert.match(e.expires_at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+  await sleep(1500);
+  const expired = await mcpPost('/mcp/apikey', e.key, initialize());
+  assert.equal(expired.status, 401);
+  await expired.text();
+});
+
+test('error table: connection required, operator values, upstream rejection', async () => {
+  const list = { jsonrpc: '2.0', id: 7, method: 'tools/list' };
+  const carol = await mcpPost('/mcp/tenant', keys.carol, list);
+  assert.equal(carol.status, 403);
+  const cb = await carol.json();
+  assert.equal(cb.id, 7);
+  assert.equal(cb.error.data.reason, 'connection_required');
+  assert.equal(cb.error.data.upstream, 'tenant');
+
+  const op = await mcpPost('/mcp/needs-op', keys.alice, list);
+  assert.equal(op.status, 500);
+  const ob = await op.json();
+  assert.equal(ob.error.data.name, 'secret.not_set');
+
+  // The upstream refuses operator-configured credentials: 502, and its headers stay behind.
+  const rejected = await mcpPost('/mcp/wrong-op', keys.alice, list);
+  assert.equal(rejected.status, 502);
+  assert.equal(rejected.headers.get('www-authenticate'), null);
+  assert.equal(rejected.headers.get('set-cookie'), null);
+  assert.equal((await rejected.json()).error.data.reason, 'upstream_rejected_credentials');
+
+  // The upstream refuses the subject's own value: connection_required, visible to the operator,
+  // and cleared once a working value is set.
+  assert.equal((await gw.admin('PUT', '/subjects/frank/secrets/api_key', { value: 'stale-key' })).status, 204);
+  const frank = (await newKey('frank', ['tenant'])).key;
+  const stale = await mcpPost('/mcp/tenant', frank, initialize());
+  assert.equal(stale.status, 403);
+  assert.equal((await stale.json()).error.data.reason, 'connection_required');
+  const conns = await gw.admin('GET', '/connections?subject=frank');
+  assert.deepEqual(conns.json.items.map((c) => [c.id, c.upstream, c.status]), [['tenant', 'tenant', 'connection_required']]);
+  assert.equal((await gw.admin('PUT', '/subjects/frank/secrets/api_key', { value: SECRETS.bobKey })).status, 204);
+  const fixed = await mcpPost('/mcp/tenant', frank, initialize());
+  assert.equal(fixed.status, 200);
+  await fixed.text();
+  await sleep(200);
+  assert.equal((await gw.admin('GET', '/connections?subject=frank')).json.items[0].status, 'connected');
+});
+
+test('error table: unreachable, timeout, body limit, origin', async () => {
+  const list = { jsonrpc: '2.0', id: 1, method: 'tools/list' };
+  const closed = await mcpPost('/mcp/closed', keys.alice, list);
+  assert.equal(closed.status, 502);
+  assert.equal((await closed.json()).error.data.reason, 'upstream_unreachable');
+
+  const started = Date.now();
+  const hung = await mcpPost('/mcp/hanging', keys.alice, list);
+  assert.equal(hung.status, 504);
+  assert.equal((await hung.json()).error.data.reason, 'upstream_timeout');
+  assert.ok(Date.now() - started < 10_000);
+
+  const big = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { pad: 'x'.repeat(4 * 1024 * 1024) } });
+  const tooBig = await mcpPost('/mcp/apikey', keys.alice, big);
+  assert.equal(tooBig.status, 413);
+  const tb = await tooBig.json();
+  assert.equal(tb.error.data.limit, 4 * 1024 * 1024);
+
+  const evil = await mcpPost('/mcp/apikey', keys.alice, list, { origin: 'https://evil.example' });
+  assert.equal(evil.status, 403);
+  assert.equal((await evil.json()).error.data.reason, 'origin_not_allowed');
+  const good = await mcpPost('/mcp/apikey', keys.alice, initialize(), { origin: 'https://app.example' });
+  assert.equal(good.status, 200);
+  assert.equal(good.headers.get('access-control-allow-origin'), 'https://app.example');
+  await good.text();
+  const pre = await fetch(gw.base + '/mcp/apikey', { method: 'OPTIONS', headers: { origin: 'https://app.example', 'access-control-request-method': 'POST' } });
+  assert.equal(pre.status, 204);
+  assert.match(pre.headers.get('access-control-allow-headers'), /Mcp-Session-Id/);
+});
+
+test('no secret ever reached an upstream, a response or the log', async () => {
+  const gatewayKeys = Object.values(keys);
+  for (const server of [up.tenant, up.apikey, up.basic, up.legacy]) {
+    const dump = JSON.stringify(server.requests);
+    for (const k of gatewayKeys) assert.ok(!dump.includes(k), 'gateway key reached an upstream');
+    assert.ok(!dump.includes('mab_'), 'gateway key prefix reached an upstream');
+    assert.ok(!dump.includes(gw.adminToken));
+  }
+  const log = gw.logText();
+  for (const secret of [...Object.values(SECRETS), ...gatewayKeys, gw.adminToken, gw.encryptionKey]) {
+    assert.ok(!log.includes(secret), `a secret appeared in the wrangler log`);
+  }
+});

@@ -37,3 +37,12 @@ case "$node_version" in
   v2[2-9].*) ;;
   *) echo "setup: expected Node >= 22 from node_modules/.bin, got $node_version" >&2; exit 1 ;;
 esac
+
+# Python peers for the end-to-end tests (the official `mcp` SDK), in a venv in the cache.
+venv=$CACHE/venv
+if [ ! -x "$venv/bin/python" ] || ! cmp -s tests/e2e/requirements.txt "$venv/.mab-requirements"; then
+  say "installing Python MCP peers (tests/e2e/requirements.txt)"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/e2e/requirements.txt
+  cp tests/e2e/requirements.txt "$venv/.mab-requirements"
+fi

@@ -16,6 +16,11 @@ pub enum Error {
     UnknownUpstream {
         upstream: String,
     },
+    /// The upstream speaks the other transport: `/mcp/` for Streamable HTTP, `/sse/` for legacy.
+    WrongTransport {
+        upstream: String,
+        use_path: String,
+    },
     /// The subject has not connected this upstream, or must reconnect.
     ConnectionRequired {
         upstream: String,
@@ -92,6 +97,11 @@ impl Error {
                 (403, "key_not_allowed", format!("this key is not allowed for upstream '{upstream}'"))
             }
             Error::UnknownUpstream { upstream } => (404, "unknown_upstream", format!("no upstream named '{upstream}'")),
+            Error::WrongTransport { upstream, use_path } => (
+                404,
+                "wrong_transport",
+                format!("upstream '{upstream}' speaks another MCP transport: use {use_path}"),
+            ),
             Error::ConnectionRequired { upstream, .. } => (
                 403,
                 "connection_required",
@@ -147,9 +157,9 @@ impl Error {
     fn data(&self, code: &str) -> Value {
         let mut data = json!({ "reason": code });
         match self {
-            Error::KeyNotAllowed { upstream } | Error::UnknownUpstream { upstream } => {
-                data["upstream"] = json!(upstream)
-            }
+            Error::KeyNotAllowed { upstream }
+            | Error::UnknownUpstream { upstream }
+            | Error::WrongTransport { upstream, .. } => data["upstream"] = json!(upstream),
             Error::ConnectionRequired { upstream, connect_url } => {
                 data["upstream"] = json!(upstream);
                 data["connect_url"] = json!(connect_url);
@@ -216,6 +226,7 @@ mod tests {
             (Error::InvalidKey, 401),
             (Error::KeyNotAllowed { upstream: up() }, 403),
             (Error::UnknownUpstream { upstream: up() }, 404),
+            (Error::WrongTransport { upstream: up(), use_path: "/sse/svc".into() }, 404),
             (Error::ConnectionRequired { upstream: up(), connect_url: None }, 403),
             (Error::OriginNotAllowed { origin: "https://x".into() }, 403),
             (Error::BodyTooLarge { limit: 10 }, 413),

@@ -130,13 +130,11 @@ async fn forward(
         Route::SseOpen | Route::SseMessage => Transport::Sse,
     };
     if upstream.transport != wanted {
-        let path = match upstream.transport {
+        let use_path = match upstream.transport {
             Transport::Sse => format!("/sse/{upstream_id}"),
             Transport::StreamableHttp => format!("/mcp/{upstream_id}"),
         };
-        return Err(Error::NotFound {
-            what: format!("this transport for upstream '{upstream_id}' (use {path})"),
-        });
+        return Err(Error::WrongTransport { upstream: upstream_id.into(), use_path });
     }
 
     let target = match route {

@@ -3,10 +3,11 @@
 // transport, per-subject credentials, and every row of API.md's error table.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
-import { startGateway, rpcMessages, freePort, sleep } from './harness.mjs';
+import { startGateway, rpcMessages, freePort, sleep, startPyServer, runPyClient } from './harness.mjs';
 import { startStreamable, startLegacySse, startHanging } from './peers/ts_servers.mjs';
 
 const SECRETS = {
@@ -77,6 +78,7 @@ before(async () => {
   });
   up.legacy = await startLegacySse({ check: (h) => [SECRETS.aliceKey, SECRETS.bobKey].includes(h['x-api-key']) });
   up.hanging = await startHanging();
+  up.python = await startPyServer({ apiKey: SECRETS.aliceKey });
   gw = await startGateway({ UPSTREAM_TIMEOUT_MS: '1500', ALLOWED_ORIGINS: 'https://app.example' });
 
   const put = async (id, body) => {
@@ -88,6 +90,7 @@ before(async () => {
   await put('basic', { url: up.basic.url, headers: { Authorization: 'Basic {{basic(user.client_id, user.client_secret)}}' } });
   await put('legacy', { url: up.legacy.url, transport: 'sse', headers: { 'X-API-KEY': '{{user.api_key}}' } });
   await put('hanging', { url: up.hanging.url });
+  await put('python', { url: up.python.url, headers: { 'X-API-KEY': '{{user.api_key}}' } });
   await put('closed', { url: `http://127.0.0.1:${await freePort()}/mcp` });
   await put('needs-op', { url: up.apikey.url, headers: { Authorization: 'ApiKey {{secret.not_set}}' } });
   await put('wrong-op', { url: up.apikey.url, headers: { Authorization: 'ApiKey {{secret.tenant}}' } });
@@ -269,6 +272,28 @@ test('2026-07-28 request headers reach the upstream untouched', async () => {
   for (const [k, v] of Object.entries(headers)) assert.equal(seen[k], v, k);
 });
 
+test('2026-07-28 end to end: the official Python SDK client and server through the gateway', async () => {
+  const out = await runPyClient(gw.base + '/mcp/python', keys.alice);
+  assert.equal(out.protocol_version, '2026-07-28');
+  assert.deepEqual(out.tools, ['whoami']);
+  const seen = out.whoami.headers;
+  assert.equal(seen['x-api-key'], SECRETS.aliceKey);
+  assert.equal(seen.authorization, undefined);
+  assert.equal(seen['mcp-protocol-version'], '2026-07-28');
+  assert.equal(seen['mcp-method'], 'tools/call');
+  assert.equal(seen['mcp-name'], 'whoami');
+  // The server/discover probe was authenticated and forwarded like any other request.
+  const methods = up.python.requests().map((r) => r.headers['mcp-method']);
+  assert.ok(methods.includes('server/discover'), JSON.stringify(methods));
+  // A stateless 2026-07-28 server answers GET with 405: relayed as it is.
+  const get = await fetch(gw.base + '/mcp/python', { headers: { authorization: `Bearer ${keys.alice}`, 'mcp-protocol-version': '2026-07-28', accept: 'text/event-stream' } });
+  assert.equal(get.status, 405);
+  assert.equal(get.headers.get('allow'), 'POST');
+  await get.text();
+  // Bob's key is not allowed here; Carol has no api_key: neither reaches the server.
+  await assert.rejects(runPyClient(gw.base + '/mcp/python', keys.bob), /exited 1/);
+});
+
 test('legacy HTTP+SSE: endpoint rewritten, sealed, bound to its subject', async () => {
   const transport = new SSEClientTransport(new URL(gw.base + '/sse/legacy'), {
     requestInit: { headers: { Authorization: `Bearer ${keys.bob}` } },
@@ -316,6 +341,11 @@ test('error table: keys', async () => {
   const unknown = await mcpPost('/mcp/tenant', keys.alice.slice(0, -3) + 'AAA', list);
   assert.equal(unknown.status, 401);
   await unknown.text();
+  // Well-formed, but its routing part names no store of ours.
+  const stranger = 'mab_' + randomBytes(32).toString('hex') + '_' + randomBytes(32).toString('base64url');
+  const strangerAnswer = await mcpPost('/mcp/tenant', stranger, list);
+  assert.equal(strangerAnswer.status, 401);
+  await strangerAnswer.text();
   const garbage = await mcpPost('/mcp/tenant', 'mab_not-a-key', list);
   assert.equal(garbage.status, 401);
   await garbage.text();
@@ -333,7 +363,10 @@ test('error table: keys', async () => {
 
   const missing = await mcpPost('/mcp/no-such-upstream', keys.alice, list);
   assert.equal(missing.status, 404);
-  await missing.text();
+  assert.equal((await missing.json()).error.data.reason, 'unknown_upstream');
+  const wrongWay = await mcpPost('/mcp/legacy', keys.alice, list);
+  assert.equal(wrongWay.status, 404);
+  assert.match((await wrongWay.json()).error.message, /use \/sse\/legacy/);
 
   // Revocation: works now, fails on the very next request.
   const k = await newKey('dave', ['apikey']);
@@ -423,8 +456,7 @@ test('error table: unreachable, timeout, body limit, origin', async () => {
 
 test('no secret ever reached an upstream, a response or the log', async () => {
   const gatewayKeys = Object.values(keys);
-  for (const server of [up.tenant, up.apikey, up.basic, up.legacy]) {
-    const dump = JSON.stringify(server.requests);
+  for (const dump of [up.tenant, up.apikey, up.basic, up.legacy].map((s) => JSON.stringify(s.requests)).concat(JSON.stringify(up.python.requests()))) {
     for (const k of gatewayKeys) assert.ok(!dump.includes(k), 'gateway key reached an upstream');
     assert.ok(!dump.includes('mab_'), 'gateway key prefix reached an upstream');
     assert.ok(!dump.includes(gw.adminToken));

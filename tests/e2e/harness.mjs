@@ -112,3 +112,40 @@ export async function rpcMessages(response) {
   }
   return text ? [JSON.parse(text)] : [];
 }
+
+/** The Python interpreter of the venv scripts/setup.sh made for the Python MCP peers. */
+export const PYTHON = path.join(process.env.MAB_CACHE || path.join(os.homedir(), '.cache/mcp-authbridge'), 'venv/bin/python');
+
+/** Starts tests/e2e/peers/py_server.py; resolves once it prints `READY <port>`. */
+export function startPyServer({ apiKey, headerName = 'X-API-KEY' }) {
+  const logFile = path.join(mkdtempSync(path.join(os.tmpdir(), 'mab-py-')), 'requests.jsonl');
+  const child = spawn(PYTHON, [path.join(ROOT, 'tests/e2e/peers/py_server.py'), '--port', '0', '--api-key', apiKey, '--header-name', headerName, '--log', logFile], { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.on('exit', (code) => reject(new Error(`py_server exited (${code})`)));
+    child.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/READY (\d+)/);
+      if (m) {
+        child.removeAllListeners('exit');
+        resolve({
+          url: `http://127.0.0.1:${m[1]}/mcp`,
+          requests: () => readFileSync(logFile, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)),
+          close: () => child.kill('SIGINT'),
+        });
+      }
+    });
+  });
+}
+
+/** Runs tests/e2e/peers/py_client.py against a URL with one key; resolves with its JSON line. */
+export function runPyClient(url, key) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(PYTHON, [path.join(ROOT, 'tests/e2e/peers/py_client.py'), '--url', url, '--key', key], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.stderr.on('data', (d) => { err += d; });
+    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').at(-1))) : reject(new Error(`py_client exited ${code}: ${err}`))));
+  });
+}

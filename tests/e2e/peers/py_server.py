@@ -24,7 +24,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 
 
 def build_app(api_key: str, header_name: str, log_path: str | None):
-    mcp = MCPServer("authbridge-e2e-py-server")
+    mcp = MCPServer("authbridge-e2e-py-server", log_level="WARNING")  # keep stderr quiet
 
     @mcp.tool()
     def whoami(ctx: Context) -> str:
@@ -75,7 +75,10 @@ async def serve(args) -> None:
     # Bind first so --port 0 works and READY carries the real port.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", args.port))
+    try:
+        sock.bind(("127.0.0.1", args.port))
+    except OSError as e:
+        sys.exit(f"py_server: cannot bind 127.0.0.1:{args.port}: {e}")
     port = sock.getsockname()[1]
     app = build_app(args.api_key, args.header_name, args.log)
     # access_log off: uvicorn would otherwise print request lines to stderr.

@@ -79,13 +79,17 @@ before(async () => {
   up.legacy = await startLegacySse({ check: (h) => [SECRETS.aliceKey, SECRETS.bobKey].includes(h['x-api-key']) });
   up.hanging = await startHanging();
   up.python = await startPyServer({ apiKey: SECRETS.aliceKey });
-  gw = await startGateway({ UPSTREAM_TIMEOUT_MS: '1500', ALLOWED_ORIGINS: 'https://app.example' });
+  gw = await startGateway({ UPSTREAM_TIMEOUT_MS: '1500', ALLOWED_ORIGINS: 'https://app.example', UPSTREAM_REGION: 'eu-1' });
 
   const put = async (id, body) => {
     const r = await gw.admin('PUT', `/upstreams/${id}`, body);
     assert.equal(r.status, 200, r.text);
   };
-  await put('tenant', { url: up.tenant.url, headers: { 'X-API-KEY': '{{user.api_key}}', 'X-Tenant-ID': '{{secret.tenant}}' }, user_fields: [{ name: 'api_key', label: 'API key' }] });
+  await put('tenant', {
+    url: up.tenant.url,
+    headers: { 'X-API-KEY': '{{user.api_key}}', 'X-Tenant-ID': '{{secret.tenant}}', 'X-Region': '{{env.UPSTREAM_REGION}}', 'X-Subject': 'user={{subject}}' },
+    user_fields: [{ name: 'api_key', label: 'API key' }],
+  });
   await put('apikey', { url: up.apikey.url, headers: { Authorization: 'ApiKey {{secret.op_key}}' } });
   await put('basic', { url: up.basic.url, headers: { Authorization: 'Basic {{basic(user.client_id, user.client_secret)}}' } });
   await put('legacy', { url: up.legacy.url, transport: 'sse', headers: { 'X-API-KEY': '{{user.api_key}}' } });
@@ -180,13 +184,15 @@ test('admin lists never show secrets or keys', async () => {
 });
 
 test('official SDK client: each subject reaches the upstream with its own headers, never the gateway key', async () => {
-  for (const [subject, expected] of [['alice', SECRETS.aliceKey], ['bob', SECRETS.bobKey]]) {
+  for (const [subject, expected, id] of [['alice', SECRETS.aliceKey, 'alice@example.com'], ['bob', SECRETS.bobKey, 'bob']]) {
     const client = await sdkClient('/mcp/tenant', keys[subject]);
     const { tools } = await client.listTools();
     assert.deepEqual(tools.map((t) => t.name).sort(), ['slow_progress', 'whoami']);
     const seen = await whoami(client);
     assert.equal(seen['x-api-key'], expected);
     assert.equal(seen['x-tenant-id'], SECRETS.tenant);
+    assert.equal(seen['x-region'], 'eu-1');
+    assert.equal(seen['x-subject'], `user=${id}`);
     assert.equal(seen.authorization, undefined, 'the client credential never goes upstream');
     await client.close();
   }

@@ -20,8 +20,11 @@ const MAX_EXPIRES_IN: u64 = 10 * 365 * 24 * 3600;
 /// Checks the admin bearer token in constant time (digests first, so length leaks nothing).
 pub fn authorize(app: &App, req: &Request) -> Result<(), Error> {
     let expected = app.config.admin_token.as_deref().ok_or(Error::AdminDisabled)?;
-    let presented = http::header(req, "authorization").unwrap_or_default();
-    let presented = presented.strip_prefix("Bearer ").unwrap_or("").trim();
+    let header = http::header(req, "authorization").unwrap_or_default();
+    let presented = match header.trim().split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+        _ => "",
+    };
     if ct_eq(&Sha256::digest(presented.as_bytes()), &Sha256::digest(expected.as_bytes())) {
         Ok(())
     } else {

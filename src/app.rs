@@ -16,8 +16,6 @@ pub struct App {
     pub env: Env,
     pub ctx: Context,
     pub config: Config,
-    /// `PUBLIC_URL`, or the origin the request came to.
-    pub public_origin: String,
 }
 
 static DEV_KEY_ANNOUNCED: AtomicBool = AtomicBool::new(false);
@@ -40,10 +38,9 @@ fn env_string(env: &Env, name: &str) -> Option<String> {
 }
 
 impl App {
-    pub fn new(env: Env, ctx: Context, request_origin: String) -> App {
+    pub fn new(env: Env, ctx: Context) -> App {
         let config = Config::from_lookup(|name| env_string(&env, name));
-        let public_origin = config.public_url.clone().unwrap_or(request_origin);
-        App { env, ctx, config, public_origin }
+        App { env, ctx, config }
     }
 
     /// A Worker var or secret, for `{{env.NAME}}`.

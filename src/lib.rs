@@ -17,7 +17,6 @@ use worker::{event, Context, Env, Request, Response, Result};
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
-    let origin = req.url().map(|u| u.origin().ascii_serialization()).unwrap_or_default();
-    let app = app::App::new(env, ctx, origin);
+    let app = app::App::new(env, ctx);
     Ok(routes::handle(&app, req).await)
 }

@@ -3,15 +3,16 @@
 //! with the client's credentials stripped, and stream the answer back.
 
 use crate::app::{call, random_bytes, App};
-use crate::core::encoding::{b64url, b64url_decode, hex};
+use crate::core::encoding::hex;
 use crate::core::headers::{connection_listed, forward_request_header, forward_response_header};
+use crate::core::ids::UpstreamId;
 use crate::core::keys;
 use crate::core::mcp;
 use crate::core::policy::{check_url, same_origin};
 use crate::core::seal::Keyring;
 use crate::core::sse::EndpointRewriter;
-use crate::core::template::{HeaderTemplate, RenderError, Source};
-use crate::core::upstream::{Transport, Upstream};
+use crate::core::template::{RenderError, Source};
+use crate::core::upstream::{HeaderPlan, Transport, Upstream};
 use crate::error::Error;
 use crate::http;
 use crate::store::protocol::{ConnectionStatus, Op, Resolved, SealedValue};
@@ -19,11 +20,10 @@ use futures_util::future::{join_all, select, Either};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::rc::Rc;
 use std::time::Duration;
 use url::Url;
 use worker::{
-    AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response,
+    AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response, Stub,
 };
 
 /// Which MCP route a request came in on.
@@ -48,87 +48,75 @@ fn session_context(upstream: &str) -> String {
     format!("sse-session:{upstream}")
 }
 
+/// How much of a rejected request's body is read, only to answer a JSON-RPC request with a
+/// JSON-RPC error: an unauthenticated client never makes the gateway buffer more.
+const PEEK_LIMIT: usize = 64 * 1024;
+
 pub async fn handle(app: &App, mut req: Request, upstream_id: &str, route: Route) -> Response {
-    // The body is read first (bounded) so that every error the gateway makes can answer a
-    // JSON-RPC request with a JSON-RPC error.
-    let body = match req.method() {
-        Method::Get | Method::Delete | Method::Head => None,
-        _ => match http::read_body(&mut req, app.config.max_body_bytes).await {
-            Ok(b) => Some(b),
-            Err(e) => return http::error(&e, None),
-        },
+    let has_body = !matches!(req.method(), Method::Get | Method::Delete | Method::Head);
+    // Authenticate before reading the body (steps 1–4).
+    let prepared = prepare(app, &req, upstream_id, route).await;
+    let limit = if prepared.is_ok() { app.config.max_body_bytes } else { PEEK_LIMIT };
+    let body = if has_body { Some(http::read_body(&mut req, limit).await) } else { None };
+    let peek = match &body {
+        Some(Ok(bytes)) => Some(mcp::peek(bytes)),
+        _ => None,
     };
-    let peek = body.as_deref().map(mcp::peek);
-    match forward(app, &req, upstream_id, route, body).await {
-        Ok(resp) => resp,
-        Err(e) => http::error(&e, peek.as_ref()),
-    }
+    let result = match (prepared, body) {
+        (Err(e), _) => Err(e),
+        (Ok(_), Some(Err(e))) => Err(e),
+        (Ok(p), body) => forward(app, &req, p, body.transpose().ok().flatten()).await,
+    };
+    result.unwrap_or_else(|e| http::error(&e, peek.as_ref()))
 }
 
-struct Caller {
+/// A request that passed the checks, with everything needed to send it on.
+struct Prepared {
+    upstream: Upstream,
+    plan: HeaderPlan,
+    route: Route,
+    target: Url,
     subject: String,
     values: BTreeMap<String, SealedValue>,
     status: Option<ConnectionStatus>,
-    store: worker::Stub,
+    store: Stub,
+    /// For a legacy stream: the keyring that seals its message URLs, taken before connecting.
+    keyring: Option<Keyring>,
 }
 
-/// Steps 1–2 and the Durable Object half of 4: the key, its scope, and the sealed user values.
-async fn authenticate(
-    app: &App,
-    req: &Request,
-    upstream_id: &str,
-    upstream: Option<&Upstream>,
-    user_names: Vec<String>,
-) -> Result<Caller, Error> {
-    let key = http::header(req, "authorization")
-        .and_then(|v| keys::from_authorization(&v))
-        .ok_or(Error::InvalidKey)?;
-    let store = app.store_at(&key.routing)?.ok_or(Error::InvalidKey)?;
-    let op = Op::Resolve { key_hash: hex(&key.hash), upstream: upstream_id.to_string(), user: user_names };
-    match call::<Resolved>(&store, &op).await? {
-        Resolved::InvalidKey => Err(Error::InvalidKey),
-        Resolved::NotAllowed if upstream.is_none() => {
-            Err(Error::UnknownUpstream { upstream: upstream_id.into() })
-        }
-        Resolved::NotAllowed => Err(Error::KeyNotAllowed { upstream: upstream_id.into() }),
-        Resolved::Ok { subject, values, status } => Ok(Caller { subject, values, status, store }),
-    }
-}
-
-async fn forward(
-    app: &App,
-    req: &Request,
-    upstream_id: &str,
-    route: Route,
-    body: Option<Vec<u8>>,
-) -> Result<Response, Error> {
+/// Steps 1–4: origin, key, upstream, scope, and the subject's sealed values (one Durable Object
+/// call). Errors come in the contract's order: 401 before 404 before 403.
+async fn prepare(app: &App, req: &Request, upstream_id: &str, route: Route) -> Result<Prepared, Error> {
     if let Some(origin) = http::header(req, "origin") {
         if !app.config.origin_allowed(&origin) {
             return Err(Error::OriginNotAllowed { origin });
         }
     }
-    let upstream = app.config_store()?.upstream(upstream_id).await?;
-    let templates: Vec<(String, HeaderTemplate)> = upstream
-        .as_ref()
-        .map(|u| u.templates().map(|(n, t)| (n.to_string(), t)).collect())
-        .unwrap_or_default();
-    let mut user_names: Vec<String> = templates
-        .iter()
-        .flat_map(|(_, t)| t.sources())
-        .filter_map(|s| match s {
-            Source::User(n) => Some(n.clone()),
-            _ => None,
-        })
-        .collect();
-    user_names.sort();
-    user_names.dedup();
-
-    let caller = authenticate(app, req, upstream_id, upstream.as_ref(), user_names).await?;
-    let upstream = upstream.ok_or_else(|| Error::UnknownUpstream { upstream: upstream_id.into() })?;
-    let wanted = match route {
-        Route::Mcp => Transport::StreamableHttp,
-        Route::SseOpen | Route::SseMessage => Transport::Sse,
+    let key = http::header(req, "authorization")
+        .and_then(|v| keys::from_authorization(&v))
+        .ok_or(Error::InvalidKey)?;
+    let upstream = match UpstreamId::parse(upstream_id) {
+        Ok(id) => app.config_store()?.upstream(id.as_str()).await?,
+        Err(_) => None,
     };
+    let plan = match &upstream {
+        Some(u) => u.header_plan().map_err(|e| Error::internal(format!("upstream '{upstream_id}': {e}")))?,
+        None => HeaderPlan { templates: Vec::new(), sources: Vec::new() },
+    };
+
+    let store = app.store_at(&key.routing)?.ok_or(Error::InvalidKey)?;
+    let op = Op::Resolve { key_hash: hex(&key.hash), upstream: upstream_id.into(), user: plan.user_names() };
+    let (subject, values, status) = match call::<Resolved>(&store, &op).await? {
+        Resolved::InvalidKey => return Err(Error::InvalidKey),
+        Resolved::NotAllowed if upstream.is_some() => {
+            return Err(Error::KeyNotAllowed { upstream: upstream_id.into() })
+        }
+        Resolved::NotAllowed => return Err(Error::UnknownUpstream { upstream: upstream_id.into() }),
+        Resolved::Ok { subject, values, status } => (subject, values, status),
+    };
+    let upstream = upstream.ok_or_else(|| Error::UnknownUpstream { upstream: upstream_id.into() })?;
+
+    let wanted = if route == Route::Mcp { Transport::StreamableHttp } else { Transport::Sse };
     if upstream.transport != wanted {
         let use_path = match upstream.transport {
             Transport::Sse => format!("/sse/{upstream_id}"),
@@ -136,18 +124,22 @@ async fn forward(
         };
         return Err(Error::WrongTransport { upstream: upstream_id.into(), use_path });
     }
-
     let target = match route {
         Route::Mcp | Route::SseOpen => upstream.url.clone(),
-        Route::SseMessage => session_target(app, req, &upstream, &caller.subject)?,
+        Route::SseMessage => session_target(app, req, &upstream, &subject)?,
     };
     let target = check_url(&target, app.config.allow_private_upstreams).map_err(|e| {
         worker::console_error!("mcp-authbridge: upstream '{upstream_id}' URL refused by policy: {e}");
         Error::UpstreamUnreachable { upstream: upstream_id.into() }
     })?;
+    let keyring = if route == Route::SseOpen { Some(app.keyring()?) } else { None };
+    Ok(Prepared { upstream, plan, route, target, subject, values, status, store, keyring })
+}
 
-    let rendered = render_headers(app, upstream_id, &templates, &caller).await?;
-    let uses_user_values = templates.iter().flat_map(|(_, t)| t.sources()).any(Source::is_per_user);
+/// Steps 5–8: render, send, and relay the answer.
+async fn forward(app: &App, req: &Request, p: Prepared, body: Option<Vec<u8>>) -> Result<Response, Error> {
+    let upstream_id = p.upstream.id.as_str();
+    let rendered = render_headers(app, &p).await?;
 
     let out = Headers::new();
     let listed = connection_listed(http::header(req, "connection").as_deref());
@@ -160,94 +152,111 @@ async fn forward(
         out.set(name, value).map_err(Error::internal)?;
     }
 
-    let resp = send(app, req.method(), target.as_str(), out, body, upstream_id).await?;
+    let resp = send(app, req.method(), p.target.as_str(), out, body, upstream_id).await?;
+    let status = resp.status_code();
 
-    if resp.status_code() == 401 {
-        if uses_user_values {
+    if status == 401 {
+        if p.plan.per_user() {
             let op = Op::SetConnectionStatus {
                 upstream: upstream_id.into(),
                 status: ConnectionStatus::ConnectionRequired,
             };
-            call::<serde_json::Value>(&caller.store, &op).await?;
+            call::<serde_json::Value>(&p.store, &op).await?;
             return Err(Error::ConnectionRequired { upstream: upstream_id.into(), connect_url: None });
         }
         return Err(Error::UpstreamRejectedCredentials { upstream: upstream_id.into() });
     }
-    if uses_user_values && caller.status == Some(ConnectionStatus::ConnectionRequired) {
+    if (300..400).contains(&status) && status != 304 {
+        // Following it would send the subject's credentials somewhere not configured; relaying
+        // it would point the client (and its key) past the gateway.
+        let location = resp.headers().get("location").ok().flatten().unwrap_or_default();
+        worker::console_error!(
+            "mcp-authbridge: upstream '{upstream_id}' answered {status} to {location}; set the upstream's url to the final address"
+        );
+        return Err(Error::UpstreamProtocol {
+            upstream: upstream_id.into(),
+            detail: format!("answered a redirect ({status}); the operator must update the upstream's URL"),
+        });
+    }
+    if p.plan.per_user() && p.status == Some(ConnectionStatus::ConnectionRequired) && status < 500 {
         // The values work again (e.g. the operator replaced a subject secret): say so.
-        let store = caller.store;
         let op =
             Op::SetConnectionStatus { upstream: upstream_id.into(), status: ConnectionStatus::Connected };
+        let store = p.store;
         app.ctx.wait_until(async move {
             let _ = call::<serde_json::Value>(&store, &op).await;
         });
     }
 
-    let is_event_stream = resp
-        .headers()
-        .get("content-type")
-        .ok()
-        .flatten()
-        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("text/event-stream"));
-    if route == Route::SseOpen && resp.status_code() == 200 && is_event_stream {
-        let rewrite = EndpointRewrite {
-            keyring: Rc::new(app.keyring()?),
-            upstream_id: upstream_id.to_string(),
-            upstream_url: target,
-            subject: caller.subject,
-        };
-        return relay_rewritten(resp, rewrite);
+    match (p.route, p.keyring) {
+        (Route::SseOpen, Some(keyring)) if status == 200 => {
+            let is_event_stream = resp
+                .headers()
+                .get("content-type")
+                .ok()
+                .flatten()
+                .is_some_and(|ct| ct.trim().to_ascii_lowercase().starts_with("text/event-stream"));
+            if !is_event_stream {
+                return Err(Error::UpstreamProtocol {
+                    upstream: upstream_id.into(),
+                    detail: "the legacy SSE endpoint did not answer with an event stream".into(),
+                });
+            }
+            let rewrite = EndpointRewrite {
+                keyring,
+                upstream_id: p.upstream.id,
+                upstream_url: p.target,
+                subject: p.subject,
+            };
+            relay_rewritten(resp, rewrite)
+        }
+        _ => Ok(relay(resp)),
     }
-    Ok(relay(resp))
 }
 
-/// Steps 4–5: collect every value the templates read, then render them.
-async fn render_headers(
-    app: &App,
-    upstream_id: &str,
-    templates: &[(String, HeaderTemplate)],
-    caller: &Caller,
-) -> Result<Vec<(String, String)>, Error> {
-    let sources: Vec<&Source> = templates.iter().flat_map(|(_, t)| t.sources()).collect();
-    let mut values: BTreeMap<Source, String> = BTreeMap::new();
-    values.insert(Source::Subject, caller.subject.clone());
+/// Step 5: collect every value the templates read, then render them.
+async fn render_headers(app: &App, p: &Prepared) -> Result<Vec<(String, String)>, Error> {
+    let upstream_id = p.upstream.id.as_str();
+    let mut values: BTreeMap<&Source, String> = BTreeMap::new();
+    let secrets: Vec<(&Source, &String)> = p
+        .plan
+        .sources
+        .iter()
+        .filter_map(|s| if let Source::Secret(n) = s { Some((s, n)) } else { None })
+        .collect();
+    let keyring = if secrets.is_empty() && p.values.is_empty() { None } else { Some(app.keyring()?) };
 
-    let needs_keyring = sources.iter().any(|s| matches!(s, Source::Secret(_)))
-        || sources.iter().any(|s| matches!(s, Source::User(n) if caller.values.contains_key(n)));
-    let keyring = if needs_keyring { Some(app.keyring()?) } else { None };
-
-    let mut secret_names: Vec<&String> =
-        sources.iter().filter_map(|s| if let Source::Secret(n) = s { Some(n) } else { None }).collect();
-    secret_names.sort();
-    secret_names.dedup();
-    if !secret_names.is_empty() {
+    if let Some(ring) = &keyring {
         let config = app.config_store()?;
-        let sealed = join_all(secret_names.iter().map(|n| config.secret(n))).await;
-        for (name, sealed) in secret_names.into_iter().zip(sealed) {
-            if let (Some(sealed), Some(ring)) = (sealed?, &keyring) {
-                let plain = open(ring, &crate::store::kv::secret_context(name), &sealed)?;
-                values.insert(Source::Secret(name.clone()), plain);
+        let sealed = join_all(secrets.iter().map(|(_, name)| config.secret(name))).await;
+        for ((source, name), sealed) in secrets.into_iter().zip(sealed) {
+            if let Some(sealed) = sealed? {
+                values.insert(source, open(ring, &crate::store::kv::secret_context(name), &sealed)?);
             }
         }
     }
-    for source in &sources {
+    for source in &p.plan.sources {
         match source {
             Source::Env(name) => {
                 if let Some(v) = app.env_value(name) {
-                    values.insert((*source).clone(), v);
+                    values.insert(source, v);
                 }
             }
             Source::User(name) => {
-                if let (Some(v), Some(ring)) = (caller.values.get(name), &keyring) {
-                    values.insert((*source).clone(), open(ring, &v.context, &v.sealed)?);
+                if let (Some(v), Some(ring)) = (p.values.get(name), &keyring) {
+                    values.insert(source, open(ring, &v.context, &v.sealed)?);
                 }
+            }
+            Source::Subject => {
+                values.insert(source, p.subject.clone());
             }
             // OAuth tokens arrive with connect links; until then `{{oauth.access_token}}` is
             // always missing, which answers `connection_required`.
-            Source::OAuthAccessToken | Source::Secret(_) | Source::Subject => {}
+            Source::OAuthAccessToken | Source::Secret(_) => {}
         }
     }
-    templates
+    p.plan
+        .templates
         .iter()
         .map(|(name, t)| match t.render(|s| values.get(s).map(String::as_str)) {
             Ok(v) => Ok((name.clone(), v)),
@@ -274,10 +283,8 @@ fn session_target(app: &App, req: &Request, upstream: &Upstream, subject: &str) 
         .find(|(k, _)| k == "s")
         .map(|(_, v)| v.into_owned())
         .ok_or(Error::InvalidSessionUrl)?;
-    let plain =
-        b64url_decode(&sealed).and_then(|b| String::from_utf8(b).ok()).ok_or(Error::InvalidSessionUrl)?;
     let bytes =
-        app.keyring()?.open(&session_context(&upstream.id), &plain).map_err(|_| Error::InvalidSessionUrl)?;
+        app.keyring()?.open(&session_context(&upstream.id), &sealed).map_err(|_| Error::InvalidSessionUrl)?;
     let session: SessionUrl = serde_json::from_slice(&bytes).map_err(|_| Error::InvalidSessionUrl)?;
     let base = Url::parse(&upstream.url).map_err(Error::internal)?;
     let target = Url::parse(&session.url).map_err(|_| Error::InvalidSessionUrl)?;
@@ -288,14 +295,15 @@ fn session_target(app: &App, req: &Request, upstream: &Upstream, subject: &str) 
 }
 
 struct EndpointRewrite {
-    keyring: Rc<Keyring>,
+    keyring: Keyring,
     upstream_id: String,
     upstream_url: Url,
     subject: String,
 }
 
 impl EndpointRewrite {
-    /// Maps the upstream's endpoint (usually relative) to `/sse/{upstream}/messages?s=<sealed>`.
+    /// Maps the upstream's endpoint (usually relative) to `/sse/{upstream}/messages?s=<sealed>`;
+    /// the sealed form (`v1.<kid>.<base64url>`) is already URL-safe.
     fn rewrite(&self, endpoint: &str) -> Result<String, String> {
         let target = self.upstream_url.join(endpoint).map_err(|_| "endpoint is not a URL".to_string())?;
         if !same_origin(&self.upstream_url, &target) {
@@ -304,12 +312,12 @@ impl EndpointRewrite {
         let session = SessionUrl { subject: self.subject.clone(), url: target.to_string() };
         let json = serde_json::to_vec(&session).map_err(|e| e.to_string())?;
         let sealed = self.keyring.seal(&session_context(&self.upstream_id), &json, random_bytes());
-        Ok(format!("/sse/{}/messages?s={}", self.upstream_id, b64url(sealed.as_bytes())))
+        Ok(format!("/sse/{}/messages?s={sealed}", self.upstream_id))
     }
 }
 
 /// Step 7: the upstream call, with a deadline for its response headers and no redirects
-/// followed (a redirect is passed to the client as it came).
+/// followed.
 async fn send(
     app: &App,
     method: Method,
@@ -344,7 +352,7 @@ fn response_headers(upstream: &Response) -> Headers {
     let out = Headers::new();
     let listed = connection_listed(upstream.headers().get("connection").ok().flatten().as_deref());
     for (name, value) in upstream.headers().entries() {
-        if name != "content-length" && forward_response_header(&name, &listed) {
+        if forward_response_header(&name, &listed) {
             let _ = out.append(&name, &value);
         }
     }
@@ -355,15 +363,14 @@ fn response_headers(upstream: &Response) -> Headers {
 /// stream (no buffering, no copy into the Worker).
 fn relay(upstream: Response) -> Response {
     let status = upstream.status_code();
-    let headers = response_headers(&upstream);
-    let builder = Response::builder().with_status(status).with_headers(headers);
+    let builder = Response::builder().with_status(status).with_headers(response_headers(&upstream));
     match status {
         101 | 103 | 204 | 205 | 304 => builder.empty(),
         _ => builder.body(upstream.body().clone()),
     }
 }
 
-/// Legacy SSE: the same, with the endpoint event rewritten on the way.
+/// Legacy SSE: the same, event by event, with the endpoint event rewritten on the way.
 fn relay_rewritten(mut upstream: Response, rewrite: EndpointRewrite) -> Result<Response, Error> {
     let headers = response_headers(&upstream);
     let stream = upstream.stream().map_err(Error::internal)?;

@@ -2,6 +2,7 @@
 
 use crate::admin;
 use crate::app::App;
+use crate::core::headers::is_token;
 use crate::error::Error;
 use crate::http;
 use crate::proxy::{self, Route};
@@ -24,7 +25,7 @@ pub async fn handle(app: &App, req: Request) -> Response {
         (Method::Get, ["healthz"]) => Ok(Response::ok("ok").unwrap_or_else(|_| http::empty(200))),
 
         // MCP surface (API.md §1)
-        (Method::Options, ["mcp" | "sse", ..]) => Ok(preflight(app, origin.as_deref())),
+        (Method::Options, ["mcp" | "sse", ..]) => Ok(preflight(app, &req, origin.as_deref())),
         (Method::Post | Method::Get | Method::Delete, ["mcp", upstream]) => {
             Ok(proxy::handle(app, req, upstream, Route::Mcp).await)
         }
@@ -79,17 +80,24 @@ async fn admin_route(app: &App, req: Request, method: Method, path: &[&str]) -> 
 }
 
 /// Headers a browser client from an allowed origin may send and read (MCP transport headers).
-const CORS_ALLOW_HEADERS: &str = "Authorization, Content-Type, Accept, Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID, Mcp-Method, Mcp-Name, Mcp-Param-*";
+const CORS_ALLOW_HEADERS: &str =
+    "Authorization, Content-Type, Accept, Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID, Mcp-Method, Mcp-Name";
 const CORS_EXPOSE_HEADERS: &str = "Mcp-Session-Id, MCP-Protocol-Version, WWW-Authenticate, Retry-After";
 
-fn preflight(app: &App, origin: Option<&str>) -> Response {
+fn preflight(app: &App, req: &Request, origin: Option<&str>) -> Response {
     match origin {
         Some(o) if app.config.origin_allowed(o) => {
             let resp = http::empty(204);
             let _ = resp.headers().set("Access-Control-Allow-Methods", MCP_ALLOW);
-            // A wildcard in a header list is not honoured for all names; name the MCP ones and
-            // echo what the browser asks for when it is a valid list of tokens.
-            let _ = resp.headers().set("Access-Control-Allow-Headers", CORS_ALLOW_HEADERS);
+            // Browsers take `Mcp-Param-*` in this list literally, not as a pattern: echo what the
+            // browser asks for when it is a plain list of header names.
+            let asked = http::header(req, "access-control-request-headers")
+                .filter(|h| h.split(',').all(|n| is_token(n.trim())));
+            let allow = match asked {
+                Some(asked) => format!("{CORS_ALLOW_HEADERS}, {asked}"),
+                None => CORS_ALLOW_HEADERS.to_string(),
+            };
+            let _ = resp.headers().set("Access-Control-Allow-Headers", &allow);
             let _ = resp.headers().set("Access-Control-Max-Age", "600");
             resp
         }

@@ -39,12 +39,18 @@ fn a_request_from_key_to_upstream_headers() {
 
     // The gateway opens the values the templates read and renders every header.
     let mut values = BTreeMap::new();
-    values.insert(Source::Secret("tenant".into()), ring.open_string("secret:tenant", &sealed_tenant).unwrap());
-    values.insert(Source::User("api_key".into()), ring.open_string("user:alice:api_key", &sealed_user).unwrap());
-    let rendered: BTreeMap<String, String> = draft
-        .upstream
-        .templates()
-        .map(|(name, t)| (name.to_string(), t.render(|s| values.get(s).map(String::as_str)).unwrap()))
+    values
+        .insert(Source::Secret("tenant".into()), ring.open_string("secret:tenant", &sealed_tenant).unwrap());
+    values.insert(
+        Source::User("api_key".into()),
+        ring.open_string("user:alice:api_key", &sealed_user).unwrap(),
+    );
+    let plan = draft.upstream.header_plan().unwrap();
+    assert_eq!(plan.user_names(), ["api_key"]);
+    let rendered: BTreeMap<String, String> = plan
+        .templates
+        .iter()
+        .map(|(name, t)| (name.clone(), t.render(|s| values.get(s).map(String::as_str)).unwrap()))
         .collect();
     assert_eq!(rendered["X-API-KEY"], "tk_live_1");
     assert_eq!(rendered["X-Tenant-ID"], "acme");

@@ -39,7 +39,7 @@ impl Config {
             None => Encryption::Missing,
         };
         Config {
-            admin_token: non_empty("ADMIN_TOKEN"),
+            admin_token: non_empty("ADMIN_TOKEN").map(|t| t.trim().to_string()),
             encryption,
             allow_private_upstreams: truthy(get("ALLOW_PRIVATE_UPSTREAMS")),
             allowed_origins: non_empty("ALLOWED_ORIGINS")

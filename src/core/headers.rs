@@ -5,10 +5,11 @@ pub fn is_token(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
 }
 
-/// RFC 9110 §5.5 `field-value`: visible ASCII, obs-text, spaces and tabs inside; never CR, LF
-/// or NUL.
+/// A header value the gateway will send: RFC 9110 §5.5 `field-value` without `obs-text`, i.e.
+/// visible ASCII, spaces and tabs; never CR, LF, NUL or other controls. Non-ASCII is refused too:
+/// the runtime's `Headers` are byte strings, so "é" would leave as some other byte (or fail).
 pub fn is_field_value(value: &str) -> bool {
-    value.bytes().all(|c| c == b'\t' || (b' '..=b'~').contains(&c) || c >= 0x80)
+    value.bytes().all(|c| c == b'\t' || (b' '..=b'~').contains(&c))
 }
 
 /// RFC 9110 §7.6.1 hop-by-hop fields and their relatives: never forwarded, never configured.
@@ -45,7 +46,9 @@ pub fn configured_name_error(name: &str) -> Option<&'static str> {
         Some("is an MCP transport header: the client's value always passes untouched")
     } else if is_hop_by_hop(&lower) || lower.starts_with("proxy-") {
         Some("is a hop-by-hop or framing header the gateway manages")
-    } else if lower.starts_with("cf-") {
+    } else if lower.starts_with("cf-") && !lower.starts_with("cf-access-") {
+        // Cloudflare sets these itself; CF-Access-Client-Id/-Secret (service tokens for an
+        // upstream behind Cloudflare Access) are the operator's to send.
         Some("is reserved by Cloudflare")
     } else {
         None
@@ -98,11 +101,12 @@ mod tests {
         assert!(!is_field_value("a\r\nb"));
         assert!(!is_field_value("a\0b"));
         assert!(!is_field_value("a\x7fb"));
+        assert!(!is_field_value("café"));
     }
 
     #[test]
     fn configured_names() {
-        for ok in ["X-API-KEY", "Authorization", "X-Tenant-ID", "Cookie"] {
+        for ok in ["X-API-KEY", "Authorization", "X-Tenant-ID", "Cookie", "CF-Access-Client-Secret"] {
             assert_eq!(configured_name_error(ok), None, "{ok}");
         }
         for bad in [

@@ -18,7 +18,8 @@ impl fmt::Display for InvalidName {
 const NAME_RULE: &str = "[a-z0-9][a-z0-9_-]{0,63}";
 const SUBJECT_RULE: &str = "[A-Za-z0-9._@+-]{1,128}";
 
-fn is_name(s: &str) -> bool {
+/// `[a-z0-9][a-z0-9_-]{0,63}`: upstream ids, secret names, user field names.
+pub fn is_name(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 64

@@ -59,13 +59,22 @@ fn is_private_v4(ip: Ipv4Addr) -> bool {
         || (a == 192 && b == 0 && ip.octets()[2] == 0) // IETF protocol assignments
 }
 
-/// The IPv4 address an IPv6 address carries (mapped, compatible, NAT64), if any.
+/// The IPv4 address an IPv6 address carries, in every form a packet could reach it by.
 fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
-    let s = ip.segments();
-    let v4 = || Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
-    let mapped_or_compatible = s[..5] == [0; 5] && (s[5] == 0xffff || s[5] == 0) && !(s[5] == 0 && s[6] == 0);
-    let nat64 = s[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
-    (mapped_or_compatible || nat64).then(v4)
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
+    match ip.segments() {
+        // ::ffff:a.b.c.d (mapped), ::ffff:0:a.b.c.d (SIIT), ::a.b.c.d (compatible)
+        [0, 0, 0, 0, 0, 0xffff, hi, lo] | [0, 0, 0, 0, 0xffff, 0, hi, lo] | [0, 0, 0, 0, 0, 0, hi, lo] => {
+            Some(v4(hi, lo))
+        }
+        // NAT64, well-known and local-use prefixes (RFC 6052, RFC 8215)
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] | [0x64, 0xff9b, 1, _, _, _, hi, lo] => Some(v4(hi, lo)),
+        // 6to4 (RFC 3056): 2002:AABB:CCDD::/48
+        [0x2002, hi, lo, ..] => Some(v4(hi, lo)),
+        // Teredo (RFC 4380): the client's address, inverted, in the last 32 bits
+        [0x2001, 0, _, _, _, _, hi, lo] => Some(v4(!hi, !lo)),
+        _ => None,
+    }
 }
 
 fn classify(ip: IpAddr) -> Option<PolicyError> {
@@ -123,7 +132,9 @@ pub fn check_url(raw: &str, allow_private: bool) -> Result<Url, PolicyError> {
         None => return Err(PolicyError::NotAUrl),
         Some(Host::Ipv4(ip)) => classify(IpAddr::V4(ip)),
         Some(Host::Ipv6(ip)) => classify(IpAddr::V6(ip)),
-        Some(Host::Domain(name)) if name.eq_ignore_ascii_case("metadata.google.internal") => {
+        Some(Host::Domain(name))
+            if name.trim_end_matches('.').eq_ignore_ascii_case("metadata.google.internal") =>
+        {
             Some(PolicyError::Metadata(name.to_string()))
         }
         Some(Host::Domain(name)) => is_private_name(name).then(|| PolicyError::Private(name.to_string())),
@@ -169,6 +180,8 @@ mod tests {
             "https://[fd00::1]/",
             "https://[fe80::1]/",
             "https://[64:ff9b::a00:1]/",
+            "https://[2002:7f00:1::]/",
+            "https://[2001:0:4136:e378:8000:63bf:80ff:fffe]/", // Teredo client 127.0.0.1
             "https://localhost/",
             "https://api.localhost/",
             "https://printer.local/",
@@ -187,6 +200,10 @@ mod tests {
             "http://[::ffff:169.254.169.254]/",
             "http://[fd00:ec2::254]/",
             "http://metadata.google.internal/",
+            "http://METADATA.google.internal./",
+            "http://[::ffff:0:a9fe:a9fe]/",
+            "http://[64:ff9b:1::a9fe:a9fe]/",
+            "http://[2002:a9fe:a9fe::1]/",
             "http://100.100.100.200/",
         ] {
             assert!(matches!(check_url(bad, true), Err(PolicyError::Metadata(_))), "{bad}");

@@ -7,96 +7,136 @@
 
 /// A stream before its endpoint event may hold at most this much unparsed text.
 pub const MAX_PENDING: usize = 64 * 1024;
+/// After it, one event (a JSON-RPC message) may be at most this large.
+pub const MAX_EVENT: usize = 16 * 1024 * 1024;
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SseError {
-    /// No complete event within `MAX_PENDING` bytes.
+    /// An event grew past the limit without ending.
     TooLong,
     /// The endpoint could not be rewritten (the callback refused it).
     Endpoint(String),
 }
 
-/// Finds the end of the first complete event in `buf`: the index just past its blank line.
-/// A CR at the very end is not yet a line end, as an LF may follow in the next chunk.
-fn event_end(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    let mut line_start = 0;
-    while i < buf.len() {
-        let eol_len = match buf[i] {
-            b'\n' => 1,
-            b'\r' if i + 1 < buf.len() => 1 + usize::from(buf[i + 1] == b'\n'),
-            b'\r' => return None,
-            _ => {
-                i += 1;
-                continue;
-            }
-        };
-        let blank = i == line_start;
-        i += eol_len;
-        if blank {
-            return Some(i);
-        }
-        line_start = i;
-    }
-    None
-}
-
-/// The `event` name and joined `data` of one event's text.
-fn fields(event: &str) -> (String, String) {
-    let (mut name, mut data) = (String::from("message"), Vec::new());
-    for line in event.split(['\n', '\r']).filter(|l| !l.is_empty()) {
+/// The `event` name of one event's text (`message` when it has none).
+fn event_name(event: &[u8]) -> String {
+    let text = String::from_utf8_lossy(event);
+    let mut name = String::new();
+    for line in text.split(['\n', '\r']) {
         let (field, value) = line.split_once(':').unwrap_or((line, ""));
-        let value = value.strip_prefix(' ').unwrap_or(value);
-        match field {
-            "event" => name = value.to_string(),
-            "data" => data.push(value),
-            _ => {}
+        if field == "event" {
+            name = value.strip_prefix(' ').unwrap_or(value).to_string();
         }
     }
-    (name, data.join("\n"))
+    if name.is_empty() {
+        "message".into()
+    } else {
+        name
+    }
 }
 
-/// Rewrites the first `endpoint` event of a stream, chunk by chunk.
+/// The joined `data` of one event's text.
+fn event_data(event: &[u8]) -> String {
+    let text = String::from_utf8_lossy(event);
+    let data: Vec<&str> = text
+        .split(['\n', '\r'])
+        .filter_map(|line| line.strip_prefix("data"))
+        .filter_map(|rest| if rest.is_empty() { Some("") } else { rest.strip_prefix(':') })
+        .map(|v| v.strip_prefix(' ').unwrap_or(v))
+        .collect();
+    data.join("\n")
+}
+
+/// Rewrites the `endpoint` event of a stream, event by event: the first one is mapped to the
+/// gateway, any later one is dropped (it could only point a client straight at the upstream),
+/// every other event passes as the exact bytes it came in.
 pub struct EndpointRewriter<F> {
     pending: Vec<u8>,
-    done: bool,
+    /// How far `pending` has been scanned for the end of the current event, and where the
+    /// current line began: scanning resumes there, so each byte is looked at once.
+    scanned: usize,
+    line_start: usize,
+    started: bool,
+    rewritten: bool,
     rewrite: F,
 }
 
 impl<F: FnMut(&str) -> Result<String, String>> EndpointRewriter<F> {
     /// `rewrite` maps the upstream's endpoint (as sent, often relative) to the gateway's.
     pub fn new(rewrite: F) -> Self {
-        EndpointRewriter { pending: Vec::new(), done: false, rewrite }
+        EndpointRewriter {
+            pending: Vec::new(),
+            scanned: 0,
+            line_start: 0,
+            started: false,
+            rewritten: false,
+            rewrite,
+        }
+    }
+
+    /// The end of the event that begins at `start`, if it has fully arrived. A CR at the very
+    /// end is not yet a line end, as an LF may follow in the next chunk.
+    fn event_end(&mut self) -> Option<usize> {
+        let buf = &self.pending;
+        let mut i = self.scanned;
+        while i < buf.len() {
+            let eol_len = match buf[i] {
+                b'\n' => 1,
+                b'\r' if i + 1 < buf.len() => 1 + usize::from(buf[i + 1] == b'\n'),
+                b'\r' => break,
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            };
+            let blank = i == self.line_start;
+            i += eol_len;
+            self.line_start = i;
+            if blank {
+                self.scanned = i;
+                return Some(i);
+            }
+        }
+        self.scanned = i;
+        None
     }
 
     /// Takes the next chunk from the upstream; returns the bytes to send to the client now.
     pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<u8>, SseError> {
-        if self.done {
-            return Ok(chunk.to_vec());
-        }
         self.pending.extend_from_slice(chunk);
-        let mut out = Vec::new();
-        while let Some(end) = event_end(&self.pending) {
-            let event: Vec<u8> = self.pending.drain(..end).collect();
-            let text = String::from_utf8_lossy(&event);
-            let (name, data) = fields(&text);
-            if name == "endpoint" {
-                let url = (self.rewrite)(data.trim()).map_err(SseError::Endpoint)?;
-                out.extend_from_slice(format!("event: endpoint\ndata: {url}\n\n").as_bytes());
-                out.append(&mut self.pending);
-                self.done = true;
-                return Ok(out);
+        if !self.started {
+            // The SSE spec drops one leading UTF-8 BOM; clients do, so must the parser here.
+            if self.pending.len() < BOM.len() && BOM.starts_with(&self.pending) {
+                return Ok(Vec::new());
             }
-            out.extend_from_slice(&event);
+            if self.pending.starts_with(BOM) {
+                self.pending.drain(..BOM.len());
+            }
+            self.started = true;
         }
-        if self.pending.len() > MAX_PENDING {
+        let mut out = Vec::new();
+        let mut start = 0;
+        while let Some(end) = self.event_end() {
+            let event = &self.pending[start..end];
+            if event_name(event) != "endpoint" {
+                out.extend_from_slice(event);
+            } else if !self.rewritten {
+                let url = (self.rewrite)(event_data(event).trim()).map_err(SseError::Endpoint)?;
+                out.extend_from_slice(format!("event: endpoint\ndata: {url}\n\n").as_bytes());
+                self.rewritten = true;
+            }
+            start = end;
+        }
+        self.pending.drain(..start);
+        self.scanned -= start;
+        self.line_start -= start;
+        let limit = if self.rewritten { MAX_EVENT } else { MAX_PENDING };
+        if self.pending.len() > limit {
             return Err(SseError::TooLong);
         }
         Ok(out)
-    }
-
-    pub fn rewritten(&self) -> bool {
-        self.done
     }
 }
 
@@ -139,17 +179,37 @@ mod tests {
         }
         // A CR at the end of what has arrived may be half of a CRLF: it waits for the next byte.
         assert_eq!(run(&[b"event: endpoint\rdata: /m\r\r"]).unwrap(), "");
-        let cr_only = run(&[b"event: endpoint\rdata: /m\r\r", b": ping\r\r"]).unwrap();
+        let cr_only = run(&[b"event: endpoint\rdata: /m\r\r", b": ping\r\r:"]).unwrap();
         assert_eq!(cr_only, "event: endpoint\ndata: /sse/x/messages?s=</m>\n\n: ping\r\r");
     }
 
     #[test]
-    fn passes_everything_after_the_endpoint_untouched() {
+    fn later_events_pass_as_they_came_and_a_second_endpoint_is_dropped() {
         let mut r = rw();
         r.push(b"event: endpoint\ndata: /m\n\n").unwrap();
-        assert!(r.rewritten());
-        let later = b"event: endpoint\ndata: /other\n\n";
-        assert_eq!(r.push(later).unwrap(), later.to_vec());
+        let message = b"event: message\r\ndata: {\"jsonrpc\":\"2.0\"}\r\nid: 7\r\n\r\n";
+        assert_eq!(r.push(message).unwrap(), message.to_vec());
+        assert_eq!(r.push(b"event: endpoint\ndata: https://upstream.example/m\n\n").unwrap(), b"");
+        assert_eq!(r.push(b": keep-alive\n\n").unwrap(), b": keep-alive\n\n");
+    }
+
+    #[test]
+    fn a_leading_bom_is_dropped_so_the_endpoint_is_still_found() {
+        let out = run(&[b"\xEF\xBB", b"\xBFevent: endpoint\ndata: /m\n\n"]).unwrap();
+        assert_eq!(out, "event: endpoint\ndata: /sse/x/messages?s=</m>\n\n");
+    }
+
+    #[test]
+    fn byte_by_byte_input_is_scanned_once() {
+        let mut r = rw();
+        let mut out = Vec::new();
+        let event = format!("event: endpoint\ndata: /m{}\n\n", "x".repeat(60_000));
+        for b in event.as_bytes() {
+            out.extend(r.push(&[*b]).unwrap());
+        }
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .starts_with("event: endpoint\ndata: /sse/x/messages?s=</mxxx"));
     }
 
     #[test]
@@ -160,6 +220,9 @@ mod tests {
         );
         let long = vec![b'a'; MAX_PENDING + 1];
         assert_eq!(run(&[&long]), Err(SseError::TooLong));
+        let mut r = rw();
+        r.push(b"event: endpoint\ndata: /m\n\n").unwrap();
+        assert_eq!(r.push(&long).unwrap(), b"", "after the endpoint, large events may build up");
         assert_eq!(run(&[b"data: partial"]).unwrap(), "", "incomplete event is held back");
     }
 }

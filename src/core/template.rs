@@ -5,6 +5,7 @@
 
 use super::encoding::b64;
 use super::headers::is_field_value;
+use super::ids::is_name;
 use std::fmt;
 
 /// Where a placeholder's value comes from.
@@ -56,7 +57,7 @@ pub struct HeaderTemplate {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TemplateError {
-    ControlCharacter,
+    InvalidCharacter,
     Unclosed,
     UnknownPlaceholder(String),
     ReservedEnv(String),
@@ -66,14 +67,14 @@ pub enum TemplateError {
 impl fmt::Display for TemplateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TemplateError::ControlCharacter => {
-                f.write_str("template contains CR, LF, NUL or another control character")
-            }
+            TemplateError::InvalidCharacter => f.write_str(
+                "template may hold only printable ASCII (no CR, LF, NUL, other controls or non-ASCII)",
+            ),
             TemplateError::Unclosed => f.write_str("template has a '{{' without a matching '}}'"),
             TemplateError::UnknownPlaceholder(p) => write!(
                 f,
-                "unknown placeholder {{{{{p}}}}}: use secret.NAME, env.NAME, user.NAME, \
-                 oauth.access_token, subject or basic(A, B)"
+                "unknown placeholder {{{{{p}}}}}: use secret.NAME or user.NAME (NAME like \
+                 [a-z0-9][a-z0-9_-]*), env.NAME, oauth.access_token, subject or basic(A, B)"
             ),
             TemplateError::ReservedEnv(n) => {
                 write!(f, "{{{{env.{n}}}}} is not allowed: {n} is the gateway's own secret")
@@ -86,8 +87,9 @@ impl fmt::Display for TemplateError {
 /// Worker secrets a template may never read (API.md §5).
 pub const RESERVED_ENV: [&str; 2] = ["ADMIN_TOKEN", "ENCRYPTION_KEY"];
 
-fn is_value_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+/// Worker var names: letters, digits and '_'.
+fn is_env_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
 }
 
 fn parse_source(expr: &str) -> Result<Source, TemplateError> {
@@ -96,14 +98,13 @@ fn parse_source(expr: &str) -> Result<Source, TemplateError> {
         return Ok(Source::Subject);
     }
     let (kind, name) = expr.split_once('.').ok_or_else(unknown)?;
-    if !is_value_name(name) {
-        return Err(unknown());
-    }
+    // secret and user names follow the admin API's name rule, so every placeholder names a
+    // value that can actually be stored.
     match kind {
-        "secret" => Ok(Source::Secret(name.to_string())),
-        "user" => Ok(Source::User(name.to_string())),
+        "secret" if is_name(name) => Ok(Source::Secret(name.to_string())),
+        "user" if is_name(name) => Ok(Source::User(name.to_string())),
         "env" if RESERVED_ENV.contains(&name) => Err(TemplateError::ReservedEnv(name.to_string())),
-        "env" => Ok(Source::Env(name.to_string())),
+        "env" if is_env_name(name) => Ok(Source::Env(name.to_string())),
         "oauth" if name == "access_token" => Ok(Source::OAuthAccessToken),
         _ => Err(unknown()),
     }
@@ -121,8 +122,8 @@ fn parse_placeholder(expr: &str) -> Result<Part, TemplateError> {
 
 impl HeaderTemplate {
     pub fn parse(text: &str) -> Result<Self, TemplateError> {
-        if text.bytes().any(|c| (c < 0x20 && c != b'\t') || c == 0x7f) {
-            return Err(TemplateError::ControlCharacter);
+        if !is_field_value(text) {
+            return Err(TemplateError::InvalidCharacter);
         }
         if text.trim().is_empty() {
             return Err(TemplateError::Empty);
@@ -235,9 +236,13 @@ mod tests {
     fn refuses_bad_templates() {
         use TemplateError::*;
         let cases = [
-            ("a\r\nb", ControlCharacter),
-            ("a\nb", ControlCharacter),
-            ("a\0b", ControlCharacter),
+            ("a\r\nb", InvalidCharacter),
+            ("a\nb", InvalidCharacter),
+            ("a\0b", InvalidCharacter),
+            ("café", InvalidCharacter),
+            ("{{secret.API_KEY}}", UnknownPlaceholder("secret.API_KEY".into())),
+            ("{{user._x}}", UnknownPlaceholder("user._x".into())),
+            ("{{env.A-B}}", UnknownPlaceholder("env.A-B".into())),
             ("", Empty),
             ("  ", Empty),
             ("{{secret.api", Unclosed),

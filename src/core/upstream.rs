@@ -2,6 +2,7 @@
 //! as they are stored. Validation names the field that is wrong.
 
 use super::headers::configured_name_error;
+use super::ids::is_name;
 use super::policy::check_url;
 use super::template::{HeaderTemplate, Source};
 use serde::{Deserialize, Serialize};
@@ -109,7 +110,7 @@ fn only_fields(obj: &Map<String, Value>, allowed: &[&str], prefix: &str) -> Resu
     }
 }
 
-fn parse_oauth(v: &Value) -> Result<(OAuthSettings, Option<String>), FieldError> {
+fn parse_oauth(v: &Value, allow_private: bool) -> Result<(OAuthSettings, Option<String>), FieldError> {
     let obj = object(v, "oauth")?;
     only_fields(
         obj,
@@ -163,7 +164,14 @@ fn parse_oauth(v: &Value) -> Result<(OAuthSettings, Option<String>), FieldError>
         client_id: string_at(obj, "client_id", "oauth.client_id")?,
         client_secret_sealed: None,
         token_endpoint_auth_method: method,
-        authorization_server: string_at(obj, "authorization_server", "oauth.authorization_server")?,
+        authorization_server: match string_at(obj, "authorization_server", "oauth.authorization_server")? {
+            Some(url) => Some(
+                check_url(&url, allow_private)
+                    .map_err(|e| FieldError::new("oauth.authorization_server", e.to_string()))?
+                    .to_string(),
+            ),
+            None => None,
+        },
         resource,
     };
     Ok((settings, string_at(obj, "client_secret", "oauth.client_secret")?))
@@ -177,14 +185,8 @@ fn parse_user_fields(v: &Value) -> Result<Vec<UserField>, FieldError> {
         let obj = object(item, &path)?;
         only_fields(obj, &["name", "label", "secret"], &format!("{path}."))?;
         let name = string_at(obj, "name", &format!("{path}.name"))?
-            .filter(|n| {
-                !n.is_empty()
-                    && n.len() <= 64
-                    && n.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
-            })
-            .ok_or_else(|| {
-                FieldError::new(format!("{path}.name"), "must be a name of letters, digits, '_' or '-'")
-            })?;
+            .filter(|n| is_name(n))
+            .ok_or_else(|| FieldError::new(format!("{path}.name"), "must match [a-z0-9][a-z0-9_-]{0,63}"))?;
         if fields.iter().any(|f| f.name == name) {
             return Err(FieldError::new(format!("{path}.name"), "is listed twice"));
         }
@@ -237,15 +239,16 @@ pub fn parse_upstream(
     let (oauth, client_secret) = match obj.get("oauth") {
         None | Some(Value::Null) => (None, None),
         Some(v) => {
-            let (settings, secret) = parse_oauth(v)?;
+            let (settings, secret) = parse_oauth(v, allow_private)?;
             (Some(settings), secret)
         }
     };
     let upstream =
         Upstream { id: id.to_string(), url, transport, headers, user_fields, oauth, updated_at: now_ms };
+    let plan = upstream.header_plan()?;
     if upstream.oauth.is_none() {
         if let Some((name, _)) =
-            upstream.templates().find(|(_, t)| t.sources().any(|s| *s == Source::OAuthAccessToken))
+            plan.templates.iter().find(|(_, t)| t.sources().any(|s| *s == Source::OAuthAccessToken))
         {
             return Err(FieldError::new(
                 format!("headers.{name}"),
@@ -256,20 +259,52 @@ pub fn parse_upstream(
     Ok(UpstreamDraft { upstream, client_secret })
 }
 
+/// What one request needs to know about an upstream's headers, computed once per request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderPlan {
+    pub templates: Vec<(String, HeaderTemplate)>,
+    /// Every value the templates read, sorted, each once.
+    pub sources: Vec<Source>,
+}
+
+impl HeaderPlan {
+    /// The subject's values the templates read (`{{user.NAME}}`).
+    pub fn user_names(&self) -> Vec<String> {
+        self.sources
+            .iter()
+            .filter_map(|s| if let Source::User(n) = s { Some(n.clone()) } else { None })
+            .collect()
+    }
+
+    /// Whether any header carries a value of the subject's own (so an upstream 401 means the
+    /// subject must reconnect, not that the operator's configuration is wrong).
+    pub fn per_user(&self) -> bool {
+        self.sources.iter().any(Source::is_per_user)
+    }
+}
+
 impl Upstream {
-    /// The header templates to render for each request, including the implicit
-    /// `Authorization: Bearer {{oauth.access_token}}` of an OAuth upstream without one.
-    pub fn templates(&self) -> impl Iterator<Item = (&str, HeaderTemplate)> {
+    /// The parsed header templates and the values they read, including the implicit
+    /// `Authorization: Bearer {{oauth.access_token}}` of an OAuth upstream without one. A stored
+    /// template that no longer parses is an error, never a header silently left out.
+    pub fn header_plan(&self) -> Result<HeaderPlan, FieldError> {
         let has_auth = self.headers.keys().any(|k| k.eq_ignore_ascii_case("authorization"));
         let implicit =
             (self.oauth.is_some() && !has_auth).then_some(("Authorization", "Bearer {{oauth.access_token}}"));
-        self.headers
+        let templates = self
+            .headers
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .chain(implicit)
-            // Stored templates were validated on the way in; one that no longer parses is
-            // skipped rather than sent half-rendered.
-            .filter_map(|(k, v)| HeaderTemplate::parse(v).ok().map(|t| (k, t)))
+            .map(|(k, v)| match HeaderTemplate::parse(v) {
+                Ok(t) => Ok((k.to_string(), t)),
+                Err(e) => Err(FieldError::new(format!("headers.{k}"), e.to_string())),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut sources: Vec<Source> = templates.iter().flat_map(|(_, t)| t.sources().cloned()).collect();
+        sources.sort();
+        sources.dedup();
+        Ok(HeaderPlan { templates, sources })
     }
 
     /// What the admin API shows: never a secret.
@@ -321,11 +356,22 @@ mod tests {
         assert_eq!(d.upstream.transport, Transport::Sse);
         assert_eq!(d.client_secret.as_deref(), Some("s"));
         assert!(d.upstream.user_fields[0].secret);
-        let names: Vec<&str> = d.upstream.templates().map(|(n, _)| n).collect();
+        let plan = d.upstream.header_plan().unwrap();
+        let names: Vec<&str> = plan.templates.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["X-API-KEY", "X-Tenant-ID", "Authorization"]);
+        assert_eq!(plan.user_names(), ["api_key"]);
+        assert!(plan.sources.contains(&Source::Secret("tenant".into())));
+        assert!(plan.per_user());
         let view = d.upstream.public_view().to_string();
         assert!(!view.contains("\"s\""), "client secret never echoed: {view}");
         assert!(view.contains("client_secret_set"));
+    }
+
+    #[test]
+    fn a_stored_template_that_no_longer_parses_is_an_error() {
+        let mut u = parse(json!({"url": "https://a.example/"})).unwrap().upstream;
+        u.headers.insert("X-Bad".into(), "{{nope}}".into());
+        assert_eq!(u.header_plan().unwrap_err().field, "headers.X-Bad");
     }
 
     #[test]
@@ -367,13 +413,28 @@ mod tests {
             "oauth.scopes"
         );
         assert_eq!(field_of(json!([])), "body");
+        assert_eq!(
+            field_of(json!({"url": "http://a.example/", "headers": {"X": "{{secret.API}}"}})),
+            "headers.X"
+        );
+        assert_eq!(
+            field_of(json!({"url": "http://a.example/", "user_fields": [{"name": "Key"}]})),
+            "user_fields[0].name"
+        );
+        assert_eq!(
+            field_of(
+                json!({"url": "http://a.example/", "oauth": {"authorization_server": "http://169.254.169.254/"}})
+            ),
+            "oauth.authorization_server"
+        );
         assert!(parse_upstream("svc", &json!({"url": "http://a.example/"}), false, 0).is_err());
     }
 
     #[test]
     fn explicit_authorization_wins_over_the_oauth_default() {
         let d = parse(json!({"url": "https://a.example/", "headers": {"authorization": "Token {{oauth.access_token}}"}, "oauth": {}})).unwrap();
-        let names: Vec<&str> = d.upstream.templates().map(|(n, _)| n).collect();
+        let plan = d.upstream.header_plan().unwrap();
+        let names: Vec<&str> = plan.templates.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["authorization"]);
     }
 }

@@ -95,6 +95,8 @@ before(async () => {
   await put('legacy', { url: up.legacy.url, transport: 'sse', headers: { 'X-API-KEY': '{{user.api_key}}' } });
   await put('hanging', { url: up.hanging.url });
   await put('python', { url: up.python.url, headers: { 'X-API-KEY': '{{user.api_key}}' } });
+  // The same server behind a URL it redirects (Starlette: /mcp/ → /mcp).
+  await put('redirecting', { url: up.python.url + '/', headers: { 'X-API-KEY': '{{user.api_key}}' } });
   await put('closed', { url: `http://127.0.0.1:${await freePort()}/mcp` });
   await put('needs-op', { url: up.apikey.url, headers: { Authorization: 'ApiKey {{secret.not_set}}' } });
   await put('wrong-op', { url: up.apikey.url, headers: { Authorization: 'ApiKey {{secret.tenant}}' } });
@@ -136,6 +138,9 @@ test('admin API validates input and names the field', async () => {
     ['PUT', '/upstreams/x', { url: 'http://127.0.0.1:1/', headers: { 'X-A': 'a\r\nX-Injected: 1' } }, 'headers.X-A'],
     ['PUT', '/upstreams/x', { url: 'http://127.0.0.1:1/', headers: { 'X-A': 'a\u0000b' } }, 'headers.X-A'],
     ['PUT', '/upstreams/x', { url: 'http://127.0.0.1:1/', headers: { 'X-A': '{{env.ADMIN_TOKEN}}' } }, 'headers.X-A'],
+    ['PUT', '/upstreams/x', { url: 'http://127.0.0.1:1/', headers: { 'X-A': '{{secret.API_KEY}}' } }, 'headers.X-A'],
+    ['PUT', '/upstreams/x', { url: 'http://127.0.0.1:1/', headers: { 'X-A': 'café' } }, 'headers.X-A'],
+    ['PUT', '/secrets/x', { value: 'naïve' }, 'value'],
     ['PUT', '/upstreams/x', { url: 'http://127.0.0.1:1/', headers: { 'X-A': '{{env.ENCRYPTION_KEY}}' } }, 'headers.X-A'],
     ['PUT', '/upstreams/x', { url: 'http://127.0.0.1:1/', headers: { 'Mcp-Session-Id': 'x' } }, 'headers.Mcp-Session-Id'],
     ['PUT', '/upstreams/x', { url: 'http://127.0.0.1:1/', transport: 'websocket' }, 'transport'],
@@ -322,7 +327,7 @@ test('legacy HTTP+SSE: endpoint rewritten, sealed, bound to its subject', async 
   while (!text.includes('\n\n')) text += new TextDecoder().decode((await reader.read()).value);
   ctl.abort();
   const endpoint = text.match(/data: (.*)/)[1];
-  assert.match(endpoint, /^\/sse\/legacy\/messages\?s=[A-Za-z0-9_-]+$/);
+  assert.match(endpoint, /^\/sse\/legacy\/messages\?s=v1\.[0-9a-f]{8}\.[A-Za-z0-9_-]+$/);
   assert.ok(!endpoint.includes('sessionId') && !endpoint.includes('127.0.0.1'));
 
   const ping = { jsonrpc: '2.0', id: 1, method: 'ping' };
@@ -430,6 +435,22 @@ test('error table: connection required, operator values, upstream rejection', as
   assert.equal((await gw.admin('GET', '/connections?subject=frank')).json.items[0].status, 'connected');
 });
 
+test('an upstream redirect is refused, never followed or relayed', async () => {
+  const r = await mcpPost('/mcp/redirecting', keys.alice, initialize());
+  assert.equal(r.status, 502);
+  assert.equal(r.headers.get('location'), null);
+  const body = await r.json();
+  assert.equal(body.error.data.reason, 'upstream_protocol_error');
+  assert.ok(!JSON.stringify(body).includes('127.0.0.1'));
+});
+
+test('an unauthenticated client cannot make the gateway buffer a large body', async () => {
+  const big = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { pad: 'x'.repeat(5 * 1024 * 1024) } });
+  const r = await mcpPost('/mcp/apikey', null, big);
+  assert.equal(r.status, 401, 'the key is checked before the body is read');
+  await r.text();
+});
+
 test('error table: unreachable, timeout, body limit, origin', async () => {
   const list = { jsonrpc: '2.0', id: 1, method: 'tools/list' };
   const closed = await mcpPost('/mcp/closed', keys.alice, list);
@@ -455,9 +476,16 @@ test('error table: unreachable, timeout, body limit, origin', async () => {
   assert.equal(good.status, 200);
   assert.equal(good.headers.get('access-control-allow-origin'), 'https://app.example');
   await good.text();
-  const pre = await fetch(gw.base + '/mcp/apikey', { method: 'OPTIONS', headers: { origin: 'https://app.example', 'access-control-request-method': 'POST' } });
+  const pre = await fetch(gw.base + '/mcp/apikey', {
+    method: 'OPTIONS',
+    headers: { origin: 'https://app.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, mcp-param-region' },
+  });
   assert.equal(pre.status, 204);
   assert.match(pre.headers.get('access-control-allow-headers'), /Mcp-Session-Id/);
+  assert.match(pre.headers.get('access-control-allow-headers'), /mcp-param-region/);
+  const badPre = await fetch(gw.base + '/mcp/apikey', { method: 'OPTIONS', headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' } });
+  assert.equal(badPre.status, 403);
+  await badPre.text();
 });
 
 test('no secret ever reached an upstream, a response or the log', async () => {

@@ -1,7 +1,9 @@
 //! The admin API (API.md §4): `Authorization: Bearer $ADMIN_TOKEN`, JSON in and out.
 
 use crate::app::{call, now_ms, random_bytes, App};
-use crate::core::encoding::{ct_eq, hex};
+use crate::connect::mint_link;
+use crate::core::connect::{DEFAULT_LINK_SECONDS, MAX_LINK_SECONDS};
+use crate::core::encoding::{ct_eq, hex, rfc3339};
 use crate::core::headers::is_field_value;
 use crate::core::ids::{SecretName, SubjectId, UpstreamId};
 use crate::core::keys::{self, KeyRecord};
@@ -117,11 +119,7 @@ pub async fn put_subject_secret(
 
 pub async fn create_key(app: &App, mut req: Request) -> Result<Response, Error> {
     let body = body_json(&mut req, app.config.max_body_bytes).await?;
-    let subject = body
-        .get("subject")
-        .and_then(Value::as_str)
-        .ok_or_else(|| Error::bad_request("subject", "is required and must be a string"))?;
-    let subject = name(SubjectId::parse(subject), "subject")?;
+    let subject = body_subject(&body)?;
     let upstreams: Vec<String> = match body.get("upstreams") {
         Some(Value::Array(list)) if !list.is_empty() => list
             .iter()
@@ -138,18 +136,7 @@ pub async fn create_key(app: &App, mut req: Request) -> Result<Response, Error> 
             ))
         }
     };
-    let expires_in = match body.get("expires_in") {
-        None | Some(Value::Null) => None,
-        Some(v) => match v.as_u64() {
-            Some(s) if (1..=MAX_EXPIRES_IN).contains(&s) => Some(s),
-            _ => {
-                return Err(Error::bad_request(
-                    "expires_in",
-                    format!("must be a whole number of seconds, 1 to {MAX_EXPIRES_IN}"),
-                ))
-            }
-        },
-    };
+    let expires_in = expires_in(&body, MAX_EXPIRES_IN)?;
     let label = match body.get("label") {
         None | Some(Value::Null) => None,
         Some(Value::String(l)) if l.len() <= 200 && is_field_value(l) => Some(l.clone()),
@@ -173,6 +160,67 @@ pub async fn create_key(app: &App, mut req: Request) -> Result<Response, Error> 
     let mut view = record.public_view();
     view["key"] = json!(key);
     Ok(http::json(201, &view))
+}
+
+fn body_subject(body: &Value) -> Result<SubjectId, Error> {
+    let subject = body
+        .get("subject")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::bad_request("subject", "is required and must be a string"))?;
+    name(SubjectId::parse(subject), "subject")
+}
+
+/// The optional `expires_in` of a body: whole seconds, 1 to `max`.
+fn expires_in(body: &Value, max: u64) -> Result<Option<u64>, Error> {
+    match body.get("expires_in") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(s) if (1..=max).contains(&s) => Ok(Some(s)),
+            _ => Err(Error::bad_request(
+                "expires_in",
+                format!("must be a whole number of seconds, 1 to {max}"),
+            )),
+        },
+    }
+}
+
+pub async fn create_link(app: &App, mut req: Request) -> Result<Response, Error> {
+    let body = body_json(&mut req, app.config.max_body_bytes).await?;
+    let subject = body_subject(&body)?;
+    let upstream = body
+        .get("upstream")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::bad_request("upstream", "is required and must be a string"))?;
+    let upstream = name(UpstreamId::parse(upstream), "upstream")?;
+    let Some(found) = app.config_store()?.upstream(upstream.as_str()).await? else {
+        return Err(Error::bad_request("upstream", format!("no upstream named '{upstream}'")));
+    };
+    if found.user_fields.is_empty() && found.oauth.is_none() {
+        return Err(Error::bad_request(
+            "upstream",
+            "has nothing for a user to connect: it has neither user_fields nor oauth",
+        ));
+    }
+    let seconds = expires_in(&body, MAX_LINK_SECONDS)?.unwrap_or(DEFAULT_LINK_SECONDS);
+    let routing = app.routing_for(subject.as_str())?;
+    let store = app.store_for(subject.as_str())?;
+    let (url, expires_at) =
+        mint_link(app, &store, &routing, subject.as_str(), upstream.as_str(), seconds).await?;
+    Ok(http::json(
+        201,
+        &json!({ "url": url, "expires_at": rfc3339(expires_at), "subject": subject.as_str(), "upstream": upstream.as_str() }),
+    ))
+}
+
+pub async fn delete_connection(app: &App, subject: &str, upstream: &str) -> Result<Response, Error> {
+    let subject = name(SubjectId::parse(subject), "subject")?;
+    let answer: Value =
+        call(&app.store_for(subject.as_str())?, &Op::DeleteConnection { upstream: upstream.into() }).await?;
+    if answer["deleted"] == json!(true) {
+        Ok(http::empty(204))
+    } else {
+        Err(Error::NotFound { what: format!("connection of '{subject}' to '{upstream}'") })
+    }
 }
 
 fn subject_param(req: &Request) -> Result<SubjectId, Error> {

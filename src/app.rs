@@ -16,6 +16,8 @@ pub struct App {
     pub env: Env,
     pub ctx: Context,
     pub config: Config,
+    /// `PUBLIC_URL`, or the origin the request came to: the base of the links the gateway makes.
+    pub public_origin: String,
 }
 
 static DEV_KEY_ANNOUNCED: AtomicBool = AtomicBool::new(false);
@@ -38,9 +40,10 @@ fn env_string(env: &Env, name: &str) -> Option<String> {
 }
 
 impl App {
-    pub fn new(env: Env, ctx: Context) -> App {
+    pub fn new(env: Env, ctx: Context, request_origin: String) -> App {
         let config = Config::from_lookup(|name| env_string(&env, name));
-        App { env, ctx, config }
+        let public_origin = config.public_url.clone().unwrap_or(request_origin);
+        App { env, ctx, config, public_origin }
     }
 
     /// A Worker var or secret, for `{{env.NAME}}`.

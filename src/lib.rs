@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod connect;
 pub mod core;
 pub mod error;
 pub mod http;
@@ -17,6 +18,7 @@ use worker::{event, Context, Env, Request, Response, Result};
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
-    let app = app::App::new(env, ctx);
+    let origin = req.url().map(|u| u.origin().ascii_serialization()).unwrap_or_default();
+    let app = app::App::new(env, ctx, origin);
     Ok(routes::handle(&app, req).await)
 }

@@ -3,6 +3,8 @@
 //! with the client's credentials stripped, and stream the answer back.
 
 use crate::app::{call, random_bytes, App};
+use crate::connect::mint_link;
+use crate::core::connect::DEFAULT_LINK_SECONDS;
 use crate::core::encoding::hex;
 use crate::core::headers::{connection_listed, forward_request_header, forward_response_header};
 use crate::core::ids::UpstreamId;
@@ -15,7 +17,7 @@ use crate::core::template::{RenderError, Source};
 use crate::core::upstream::{HeaderPlan, Transport, Upstream};
 use crate::error::Error;
 use crate::http;
-use crate::store::protocol::{ConnectionStatus, Op, Resolved, SealedValue};
+use crate::store::protocol::{ConnectionSeen, ConnectionStatus, Op, Resolved, SealedValue};
 use futures_util::future::{join_all, select, Either};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -78,7 +80,9 @@ struct Prepared {
     target: Url,
     subject: String,
     values: BTreeMap<String, SealedValue>,
-    status: Option<ConnectionStatus>,
+    connection: Option<ConnectionSeen>,
+    /// The subject store's id (the routing part of the key), for minting connect links.
+    routing: String,
     store: Stub,
     /// For a legacy stream: the keyring that seals its message URLs, taken before connecting.
     keyring: Option<Keyring>,
@@ -106,13 +110,13 @@ async fn prepare(app: &App, req: &Request, upstream_id: &str, route: Route) -> R
 
     let store = app.store_at(&key.routing)?.ok_or(Error::InvalidKey)?;
     let op = Op::Resolve { key_hash: hex(&key.hash), upstream: upstream_id.into(), user: plan.user_names() };
-    let (subject, values, status) = match call::<Resolved>(&store, &op).await? {
+    let (subject, values, connection) = match call::<Resolved>(&store, &op).await? {
         Resolved::InvalidKey => return Err(Error::InvalidKey),
         Resolved::NotAllowed if upstream.is_some() => {
             return Err(Error::KeyNotAllowed { upstream: upstream_id.into() })
         }
         Resolved::NotAllowed => return Err(Error::UnknownUpstream { upstream: upstream_id.into() }),
-        Resolved::Ok { subject, values, status } => (subject, values, status),
+        Resolved::Ok { subject, values, connection } => (subject, values, connection),
     };
     let upstream = upstream.ok_or_else(|| Error::UnknownUpstream { upstream: upstream_id.into() })?;
 
@@ -133,13 +137,17 @@ async fn prepare(app: &App, req: &Request, upstream_id: &str, route: Route) -> R
         Error::UpstreamUnreachable { upstream: upstream_id.into() }
     })?;
     let keyring = if route == Route::SseOpen { Some(app.keyring()?) } else { None };
-    Ok(Prepared { upstream, plan, route, target, subject, values, status, store, keyring })
+    let routing = key.routing;
+    Ok(Prepared { upstream, plan, route, target, subject, values, connection, routing, store, keyring })
 }
 
 /// Steps 5–8: render, send, and relay the answer.
 async fn forward(app: &App, req: &Request, p: Prepared, body: Option<Vec<u8>>) -> Result<Response, Error> {
     let upstream_id = p.upstream.id.as_str();
-    let rendered = render_headers(app, &p).await?;
+    let rendered = match render_headers(app, &p).await {
+        Err(Error::ConnectionRequired { .. }) => return Err(connection_required(app, &p).await),
+        rendered => rendered?,
+    };
 
     let out = Headers::new();
     let listed = connection_listed(http::header(req, "connection").as_deref());
@@ -160,9 +168,10 @@ async fn forward(app: &App, req: &Request, p: Prepared, body: Option<Vec<u8>>) -
             let op = Op::SetConnectionStatus {
                 upstream: upstream_id.into(),
                 status: ConnectionStatus::ConnectionRequired,
+                seen: p.connection.map(|c| c.updated_at),
             };
             call::<serde_json::Value>(&p.store, &op).await?;
-            return Err(Error::ConnectionRequired { upstream: upstream_id.into(), connect_url: None });
+            return Err(connection_required(app, &p).await);
         }
         return Err(Error::UpstreamRejectedCredentials { upstream: upstream_id.into() });
     }
@@ -178,10 +187,14 @@ async fn forward(app: &App, req: &Request, p: Prepared, body: Option<Vec<u8>>) -
             detail: format!("answered a redirect ({status}); the operator must update the upstream's URL"),
         });
     }
-    if p.plan.per_user() && p.status == Some(ConnectionStatus::ConnectionRequired) && status < 500 {
+    let seen = p.connection.filter(|c| c.status == ConnectionStatus::ConnectionRequired);
+    if let (true, Some(seen), true) = (p.plan.per_user(), seen, status < 500) {
         // The values work again (e.g. the operator replaced a subject secret): say so.
-        let op =
-            Op::SetConnectionStatus { upstream: upstream_id.into(), status: ConnectionStatus::Connected };
+        let op = Op::SetConnectionStatus {
+            upstream: upstream_id.into(),
+            status: ConnectionStatus::Connected,
+            seen: Some(seen.updated_at),
+        };
         let store = p.store;
         app.ctx.wait_until(async move {
             let _ = call::<serde_json::Value>(&store, &op).await;
@@ -212,6 +225,18 @@ async fn forward(app: &App, req: &Request, p: Prepared, body: Option<Vec<u8>>) -
         }
         _ => Ok(relay(resp)),
     }
+}
+
+/// The `connection_required` answer, with a fresh connect link for this subject and upstream
+/// (API.md §1). If the link cannot be made, the answer still goes out, without one.
+async fn connection_required(app: &App, p: &Prepared) -> Error {
+    let upstream = p.upstream.id.clone();
+    let link = mint_link(app, &p.store, &p.routing, &p.subject, &upstream, DEFAULT_LINK_SECONDS).await;
+    let connect_url = link
+        .map_err(|e| worker::console_error!("mcp-authbridge: could not make a connect link: {e:?}"))
+        .ok()
+        .map(|(url, _)| url);
+    Error::ConnectionRequired { upstream, connect_url }
 }
 
 /// Step 5: collect every value the templates read, then render them.

@@ -37,6 +37,11 @@ pub async fn handle(app: &App, req: Request) -> Response {
         }
         (_, ["sse", _, "messages"]) => Err(Error::MethodNotAllowed { allow: "POST, OPTIONS" }),
 
+        // Connect links (API.md §3)
+        (Method::Get, ["connect", token]) => crate::connect::page(app, token).await,
+        (Method::Post, ["connect", token]) => crate::connect::submit(app, req, token).await,
+        (_, ["connect", _]) => Err(Error::MethodNotAllowed { allow: "GET, POST" }),
+
         // Admin API (API.md §4)
         (_, ["admin", "v1", ..]) => match admin::authorize(app, &req) {
             Err(e) => Err(e),
@@ -67,6 +72,10 @@ async fn admin_route(app: &App, req: Request, method: Method, path: &[&str]) -> 
         (Method::Get, ["keys"]) => admin::list_keys(app, &req).await,
         (Method::Delete, ["keys", id]) => admin::revoke_key(app, id).await,
         (Method::Get, ["connections"]) => admin::list_connections(app, &req).await,
+        (Method::Post, ["links"]) => admin::create_link(app, req).await,
+        (Method::Delete, ["subjects", subject, "connections", upstream]) => {
+            admin::delete_connection(app, subject, upstream).await
+        }
         (_, ["upstreams"]) => Err(Error::MethodNotAllowed { allow: "GET" }),
         (_, ["upstreams", _]) => Err(Error::MethodNotAllowed { allow: "GET, PUT, DELETE" }),
         (_, ["secrets", _]) | (_, ["subjects", _, "secrets", _]) => {
@@ -75,6 +84,8 @@ async fn admin_route(app: &App, req: Request, method: Method, path: &[&str]) -> 
         (_, ["keys"]) => Err(Error::MethodNotAllowed { allow: "GET, POST" }),
         (_, ["keys", _]) => Err(Error::MethodNotAllowed { allow: "DELETE" }),
         (_, ["connections"]) => Err(Error::MethodNotAllowed { allow: "GET" }),
+        (_, ["links"]) => Err(Error::MethodNotAllowed { allow: "POST" }),
+        (_, ["subjects", _, "connections", _]) => Err(Error::MethodNotAllowed { allow: "DELETE" }),
         _ => Err(Error::NotFound { what: "admin route".into() }),
     }
 }

@@ -1,4 +1,5 @@
-//! Gateway keys (API.md §1): `mab_<routing>_<secret>`.
+//! Gateway keys (API.md §1): `mab_<routing>_<secret>`, and connect-link tokens (API.md §3):
+//! `mabl_<routing>_<secret>`, built the same way.
 //!
 //! `routing` is the 64-hex-digit id of the subject's Durable Object, so a key finds its store
 //! without any index; `secret` is 32 random bytes in base64url. Only the SHA-256 of the whole
@@ -9,6 +10,7 @@ use super::encoding::{b64url, hex};
 use sha2::{Digest, Sha256};
 
 pub const PREFIX: &str = "mab_";
+pub const LINK_PREFIX: &str = "mabl_";
 const ROUTING_LEN: usize = 64;
 pub const SECRET_BYTES: usize = 32;
 const SECRET_B64_LEN: usize = 43; // 32 bytes, base64url without padding
@@ -27,6 +29,11 @@ pub fn is_routing(s: &str) -> bool {
 /// Builds a new key for the store `routing` from 32 random bytes.
 pub fn generate(routing: &str, random: &[u8; SECRET_BYTES]) -> String {
     format!("{PREFIX}{routing}_{}", b64url(random))
+}
+
+/// Builds a new connect-link token for the store `routing` from 32 random bytes.
+pub fn generate_link(routing: &str, random: &[u8; SECRET_BYTES]) -> String {
+    format!("{LINK_PREFIX}{routing}_{}", b64url(random))
 }
 
 /// Builds a key id for the store `routing` from 8 random bytes.
@@ -57,7 +64,16 @@ pub fn from_authorization(value: &str) -> Option<PresentedKey> {
 }
 
 pub fn parse(key: &str) -> Option<PresentedKey> {
-    let rest = key.strip_prefix(PREFIX)?;
+    parse_with(PREFIX, key)
+}
+
+/// A connect-link token from a URL path, checked for shape.
+pub fn parse_link(token: &str) -> Option<PresentedKey> {
+    parse_with(LINK_PREFIX, token)
+}
+
+fn parse_with(prefix: &str, key: &str) -> Option<PresentedKey> {
+    let rest = key.strip_prefix(prefix)?;
     let (routing, secret) = rest.split_at_checked(ROUTING_LEN)?;
     let secret = secret.strip_prefix('_')?;
     let secret_ok = secret.len() >= SECRET_B64_LEN
@@ -95,6 +111,14 @@ mod tests {
         assert_eq!(parse("mab_"), None);
         assert_eq!(parse("mab_é"), None);
         assert_eq!(parse(""), None);
+    }
+
+    #[test]
+    fn link_tokens_are_not_keys() {
+        let link = generate_link(ROUTING, &[7u8; 32]);
+        assert_eq!(parse_link(&link).unwrap().routing, ROUTING);
+        assert_eq!(parse(&link), None);
+        assert_eq!(parse_link(&generate(ROUTING, &[7u8; 32])), None);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! Everything the Worker glue decides about bytes, names, URLs and secrets is decided here.
 
 pub mod config;
+pub mod connect;
 pub mod encoding;
 pub mod headers;
 pub mod ids;

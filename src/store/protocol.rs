@@ -1,6 +1,7 @@
 //! What the Worker asks a subject's Durable Object, and what it answers. One JSON message per
-//! call; the Worker makes at most one such call per proxied request (`Resolve`).
+//! call; a proxied request that succeeds makes one such call (`Resolve`).
 
+use crate::core::connect::LinkRecord;
 use crate::core::keys::KeyRecord;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -27,10 +28,39 @@ pub enum Op {
         sealed: String,
     },
     ListConnections,
+    /// Compare-and-set: applies only while the connection is as the request saw it at
+    /// `Resolve` (`seen`: its `updated_at`, or `None` when there was none), so a slow request
+    /// cannot undo a reconnect that happened meanwhile.
     SetConnectionStatus {
         upstream: String,
         status: ConnectionStatus,
+        seen: Option<u64>,
     },
+    DeleteConnection {
+        upstream: String,
+    },
+    CreateLink {
+        hash: String,
+        link: LinkRecord,
+    },
+    GetLink {
+        hash: String,
+    },
+    /// Stores the values typed on the connect page and uses the link up, atomically.
+    CompleteLink {
+        hash: String,
+        values: BTreeMap<String, String>,
+    },
+}
+
+/// What `CompleteLink` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkOutcome {
+    Completed,
+    NotFound,
+    Expired,
+    Used,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,7 +82,14 @@ pub struct SealedValue {
 pub enum Resolved {
     InvalidKey,
     NotAllowed,
-    Ok { subject: String, values: BTreeMap<String, SealedValue>, status: Option<ConnectionStatus> },
+    Ok { subject: String, values: BTreeMap<String, SealedValue>, connection: Option<ConnectionSeen> },
+}
+
+/// The connection's state as `Resolve` saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionSeen {
+    pub status: ConnectionStatus,
+    pub updated_at: u64,
 }
 
 /// A subject × upstream connection, as stored under `conn:{upstream}`.

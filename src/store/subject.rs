@@ -1,7 +1,8 @@
 //! `SubjectStore`: one Durable Object per subject, the single-threaded home of its keys,
 //! secrets and connections. It stores and answers; sealing happens in the Worker.
 
-use super::protocol::{Connection, Op, Resolved, SealedValue};
+use super::protocol::{Connection, ConnectionSeen, ConnectionStatus, LinkOutcome, Op, Resolved, SealedValue};
+use crate::core::connect::{LinkRecord, LinkState};
 use crate::core::keys::{Access, KeyRecord};
 use crate::store::protocol::{connection_value_context, user_secret_context};
 use serde::Serialize;
@@ -25,6 +26,9 @@ impl DurableObject for SubjectStore {
         Response::from_json(&reply)
     }
 }
+
+/// Live links kept per subject and upstream.
+const MAX_LIVE_LINKS: usize = 20;
 
 fn now_ms() -> u64 {
     js_sys::Date::now() as u64
@@ -110,11 +114,14 @@ impl SubjectStore {
                         .collect::<Vec<_>>(),
                 )
             }
-            Op::SetConnectionStatus { upstream, status } => {
+            Op::SetConnectionStatus { upstream, status, seen } => {
                 let key = format!("conn:{upstream}");
                 let existing: Option<Connection> = storage.get(&key).await?;
+                if existing.as_ref().map(|c| c.updated_at) != seen {
+                    return Ok(json!({ "applied": false }));
+                }
                 let conn = match existing {
-                    Some(c) if c.status == status => return Ok(json!({})),
+                    Some(c) if c.status == status => return Ok(json!({ "applied": false })),
                     Some(c) => Connection { status, updated_at: now_ms(), ..c },
                     None => Connection {
                         status,
@@ -125,9 +132,70 @@ impl SubjectStore {
                     },
                 };
                 storage.put(&key, &conn).await?;
+                Ok(json!({ "applied": true }))
+            }
+            Op::DeleteConnection { upstream } => {
+                let deleted = storage.delete(&format!("conn:{upstream}")).await?;
+                Ok(json!({ "deleted": deleted }))
+            }
+            Op::CreateLink { hash, link } => {
+                self.remember_subject(&link.subject).await?;
+                self.prune_links(&link.upstream).await?;
+                storage.put(&format!("link:{hash}"), &link).await?;
                 Ok(json!({}))
             }
+            Op::GetLink { hash } => to_json(storage.get::<LinkRecord>(&format!("link:{hash}")).await?),
+            Op::CompleteLink { hash, values } => to_json(self.complete_link(&hash, values).await?),
         }
+    }
+
+    /// Keeps a subject's links bounded: forgets used and expired ones, and keeps at most
+    /// `MAX_LIVE_LINKS - 1` live links per upstream before a new one is added (a client that
+    /// keeps retrying an unconnected upstream mints a link with every error).
+    async fn prune_links(&self, upstream: &str) -> Result<()> {
+        let now = now_ms();
+        let mut live: Vec<(String, LinkRecord)> = Vec::new();
+        for (hash, link) in self.list_prefix::<LinkRecord>("link:").await? {
+            if link.state(now) != LinkState::Usable {
+                self.storage().delete(&format!("link:{hash}")).await?;
+            } else if link.upstream == upstream {
+                live.push((hash, link));
+            }
+        }
+        live.sort_by_key(|(_, l)| std::cmp::Reverse(l.created_at));
+        for (hash, _) in live.iter().skip(MAX_LIVE_LINKS - 1) {
+            self.storage().delete(&format!("link:{hash}")).await?;
+        }
+        Ok(())
+    }
+
+    async fn complete_link(&self, hash: &str, values: BTreeMap<String, String>) -> Result<LinkOutcome> {
+        let storage = self.storage();
+        let key = format!("link:{hash}");
+        let Some(mut link) = storage.get::<LinkRecord>(&key).await? else {
+            return Ok(LinkOutcome::NotFound);
+        };
+        let now = now_ms();
+        match link.state(now) {
+            LinkState::Used => return Ok(LinkOutcome::Used),
+            LinkState::Expired => return Ok(LinkOutcome::Expired),
+            LinkState::Usable => {}
+        }
+        let conn = Connection {
+            status: ConnectionStatus::Connected,
+            values,
+            expires_at: None,
+            scopes: None,
+            updated_at: now,
+        };
+        link.used_at = Some(now);
+        // One transaction: the link is used up exactly when the connection is stored.
+        let entries = js_sys::Object::new();
+        let conn_key = format!("conn:{}", link.upstream);
+        js_sys::Reflect::set(&entries, &conn_key.into(), &serde_wasm_bindgen::to_value(&conn)?)?;
+        js_sys::Reflect::set(&entries, &key.into(), &serde_wasm_bindgen::to_value(&link)?)?;
+        storage.put_multiple_raw(entries).await?;
+        Ok(LinkOutcome::Completed)
     }
 
     async fn resolve(&self, key_hash: &str, upstream: &str, user: &[String]) -> Result<Resolved> {
@@ -161,6 +229,7 @@ impl SubjectStore {
                 values.insert(name.clone(), v);
             }
         }
-        Ok(Resolved::Ok { subject, values, status: conn.map(|c| c.status) })
+        let connection = conn.map(|c| ConnectionSeen { status: c.status, updated_at: c.updated_at });
+        Ok(Resolved::Ok { subject, values, connection })
     }
 }

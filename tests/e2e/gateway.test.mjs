@@ -405,6 +405,7 @@ test('error table: connection required, operator values, upstream rejection', as
   assert.equal(cb.id, 7);
   assert.equal(cb.error.data.reason, 'connection_required');
   assert.equal(cb.error.data.upstream, 'tenant');
+  assert.match(cb.error.data.connect_url, new RegExp(`^${gw.base}/connect/mabl_`));
 
   const op = await mcpPost('/mcp/needs-op', keys.alice, list);
   assert.equal(op.status, 500);

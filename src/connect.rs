@@ -1,0 +1,218 @@
+//! Connect links (API.md §3): the pages an end user opens to connect an upstream, and the links
+//! that lead there. Header upstreams with `user_fields` get a form; the values are sealed and
+//! kept with the subject's connection. The page logic (validation, HTML) is in `core::connect`.
+
+use crate::app::{call, now_ms, random_bytes, App};
+use crate::core::connect::{
+    form_page, message_page, validate_form, FormErrors, LinkRecord, LinkState, PAGE_HEADERS,
+};
+use crate::core::encoding::{b64url, ct_eq, hex};
+use crate::core::keys;
+use crate::core::upstream::Upstream;
+use crate::error::Error;
+use crate::http;
+use crate::store::protocol::{connection_value_context, LinkOutcome, Op};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use worker::{Headers, Request, Response, Stub};
+
+/// The largest connect form accepted.
+const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// Makes a fresh link for `subject` to connect `upstream`; returns its URL and expiry.
+pub async fn mint_link(
+    app: &App,
+    store: &Stub,
+    routing: &str,
+    subject: &str,
+    upstream: &str,
+    seconds: u64,
+) -> Result<(String, u64), Error> {
+    let token = keys::generate_link(routing, &random_bytes());
+    let now = now_ms();
+    let link = LinkRecord {
+        subject: subject.into(),
+        upstream: upstream.into(),
+        expires_at: now + seconds * 1000,
+        used_at: None,
+        created_at: now,
+    };
+    let expires_at = link.expires_at;
+    call::<Value>(store, &Op::CreateLink { hash: hex(&keys::hash(&token)), link }).await?;
+    Ok((format!("{}/connect/{token}", app.public_origin), expires_at))
+}
+
+fn html(status: u16, body: String, cookie: Option<String>) -> Response {
+    let headers = Headers::new();
+    for (name, value) in PAGE_HEADERS {
+        let _ = headers.set(name, value);
+    }
+    if let Some(cookie) = cookie {
+        let _ = headers.set("Set-Cookie", &cookie);
+    }
+    Response::builder().with_status(status).with_headers(headers).fixed(body.into_bytes())
+}
+
+fn message(status: u16, title: &str, text: &str) -> Response {
+    html(status, message_page(title, text), None)
+}
+
+/// A link that cannot be used, as the page the user sees.
+struct Refusal(u16, &'static str, &'static str);
+
+impl Refusal {
+    const NOT_FOUND: Refusal =
+        Refusal(404, "Link not found", "This connect link is not valid. Ask whoever sent it for a new one.");
+    const EXPIRED: Refusal =
+        Refusal(410, "Link expired", "This connect link has expired. Ask whoever sent it for a new one.");
+    const USED: Refusal = Refusal(
+        410,
+        "Link already used",
+        "This connect link was already used. If you need to connect again, ask for a new link.",
+    );
+    const GONE: Refusal =
+        Refusal(404, "Service not found", "The service this link was for is no longer set up here.");
+
+    fn page(&self) -> Response {
+        message(self.0, self.1, self.2)
+    }
+}
+
+/// The link a token names, with its store and upstream, if it can still be used.
+struct OpenLink {
+    hash: String,
+    store: Stub,
+    link: LinkRecord,
+    upstream: Upstream,
+}
+
+async fn open_link(app: &App, token: &str) -> Result<Result<OpenLink, Refusal>, Error> {
+    let Some(presented) = keys::parse_link(token) else { return Ok(Err(Refusal::NOT_FOUND)) };
+    let Some(store) = app.store_at(&presented.routing)? else { return Ok(Err(Refusal::NOT_FOUND)) };
+    let hash = hex(&presented.hash);
+    let Some(link) = call::<Option<LinkRecord>>(&store, &Op::GetLink { hash: hash.clone() }).await? else {
+        return Ok(Err(Refusal::NOT_FOUND));
+    };
+    match link.state(now_ms()) {
+        LinkState::Expired => return Ok(Err(Refusal::EXPIRED)),
+        LinkState::Used => return Ok(Err(Refusal::USED)),
+        LinkState::Usable => {}
+    }
+    let Some(upstream) = app.config_store()?.upstream(&link.upstream).await? else {
+        return Ok(Err(Refusal::GONE));
+    };
+    Ok(Ok(OpenLink { hash, store, link, upstream }))
+}
+
+/// The CSRF cookie (double submit): `__Host-` on https, where browsers enforce its rules.
+fn csrf_cookie_name(app: &App) -> &'static str {
+    if app.public_origin.starts_with("https://") {
+        "__Host-mab_csrf"
+    } else {
+        "mab_csrf"
+    }
+}
+
+fn csrf_cookie(app: &App, value: &str) -> String {
+    let secure = if app.public_origin.starts_with("https://") { "; Secure" } else { "" };
+    format!("{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age=3600{secure}", csrf_cookie_name(app))
+}
+
+fn cookie_value(req: &Request, name: &str) -> Option<String> {
+    http::header(req, "cookie")?
+        .split(';')
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+/// Whether the upstream has anything this page can ask for.
+fn unsupported(upstream: &Upstream) -> Option<Response> {
+    if !upstream.user_fields.is_empty() {
+        None
+    } else if upstream.oauth.is_some() {
+        Some(message(
+            501,
+            "Not available yet",
+            "Connecting this service signs you in with OAuth, which this gateway does not offer yet.",
+        ))
+    } else {
+        Some(message(404, "Nothing to connect", "This service needs nothing from you: you are all set."))
+    }
+}
+
+/// `GET /connect/{token}`.
+pub async fn page(app: &App, token: &str) -> Result<Response, Error> {
+    let open = match open_link(app, token).await? {
+        Ok(open) => open,
+        Err(refusal) => return Ok(refusal.page()),
+    };
+    if let Some(resp) = unsupported(&open.upstream) {
+        return Ok(resp);
+    }
+    let csrf = b64url(&random_bytes::<32>());
+    let body = form_page(
+        &open.upstream.id,
+        &open.upstream.user_fields,
+        &csrf,
+        open.link.expires_at,
+        &FormErrors::new(),
+        &[],
+    );
+    Ok(html(200, body, Some(csrf_cookie(app, &csrf))))
+}
+
+/// `POST /connect/{token}`: the form, checked, sealed and stored; the link used up.
+pub async fn submit(app: &App, mut req: Request, token: &str) -> Result<Response, Error> {
+    let open = match open_link(app, token).await? {
+        Ok(open) => open,
+        Err(refusal) => return Ok(refusal.page()),
+    };
+    if let Some(resp) = unsupported(&open.upstream) {
+        return Ok(resp);
+    }
+    let body = http::read_body(&mut req, MAX_FORM_BYTES).await?;
+    let form: Vec<(String, String)> =
+        url::form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    let submitted_csrf = form.iter().find(|(k, _)| k == "csrf").map(|(_, v)| v.as_str()).unwrap_or("");
+    let cookie = cookie_value(&req, csrf_cookie_name(app)).unwrap_or_default();
+    if submitted_csrf.is_empty() || !ct_eq(submitted_csrf.as_bytes(), cookie.as_bytes()) {
+        return Ok(message(
+            403,
+            "Please try again",
+            "This form could not be verified (it was sent from another page, or your browser blocked its cookie). \
+             Open the link again and resubmit.",
+        ));
+    }
+    let values = match validate_form(&open.upstream.user_fields, &form) {
+        Ok(values) => values,
+        Err(errors) => {
+            let body = form_page(
+                &open.upstream.id,
+                &open.upstream.user_fields,
+                submitted_csrf,
+                open.link.expires_at,
+                &errors,
+                &form,
+            );
+            return Ok(html(400, body, None));
+        }
+    };
+    let mut sealed = BTreeMap::new();
+    for (name, value) in values {
+        let context = connection_value_context(&open.link.subject, &open.link.upstream, &name);
+        sealed.insert(name, app.seal(&context, value.as_bytes())?);
+    }
+    let outcome: LinkOutcome =
+        call(&open.store, &Op::CompleteLink { hash: open.hash, values: sealed }).await?;
+    Ok(match outcome {
+        LinkOutcome::Completed => message(
+            200,
+            "Connected",
+            &format!("Your account for {} is connected. You can close this page.", open.upstream.id),
+        ),
+        LinkOutcome::Used => Refusal::USED.page(),
+        LinkOutcome::Expired => Refusal::EXPIRED.page(),
+        LinkOutcome::NotFound => Refusal::NOT_FOUND.page(),
+    })
+}

@@ -1,5 +1,6 @@
-//! Gateway keys (API.md §1): `mab_<routing>_<secret>`, and connect-link tokens (API.md §3):
-//! `mabl_<routing>_<secret>`, built the same way.
+//! Gateway keys (API.md §1): `mab_<routing>_<secret>`; connect-link tokens (API.md §3):
+//! `mabl_<routing>_<secret>`; OAuth `state` values: `mabs_<routing>_<secret>`. All built the same
+//! way, so each finds its subject's store by itself.
 //!
 //! `routing` is the 64-hex-digit id of the subject's Durable Object, so a key finds its store
 //! without any index; `secret` is 32 random bytes in base64url. Only the SHA-256 of the whole
@@ -11,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 pub const PREFIX: &str = "mab_";
 pub const LINK_PREFIX: &str = "mabl_";
+pub const STATE_PREFIX: &str = "mabs_";
 const ROUTING_LEN: usize = 64;
 pub const SECRET_BYTES: usize = 32;
 const SECRET_B64_LEN: usize = 43; // 32 bytes, base64url without padding
@@ -34,6 +36,11 @@ pub fn generate(routing: &str, random: &[u8; SECRET_BYTES]) -> String {
 /// Builds a new connect-link token for the store `routing` from 32 random bytes.
 pub fn generate_link(routing: &str, random: &[u8; SECRET_BYTES]) -> String {
     format!("{LINK_PREFIX}{routing}_{}", b64url(random))
+}
+
+/// Builds a new OAuth `state` for the store `routing` from 32 random bytes.
+pub fn generate_state(routing: &str, random: &[u8; SECRET_BYTES]) -> String {
+    format!("{STATE_PREFIX}{routing}_{}", b64url(random))
 }
 
 /// Builds a key id for the store `routing` from 8 random bytes.
@@ -70,6 +77,11 @@ pub fn parse(key: &str) -> Option<PresentedKey> {
 /// A connect-link token from a URL path, checked for shape.
 pub fn parse_link(token: &str) -> Option<PresentedKey> {
     parse_with(LINK_PREFIX, token)
+}
+
+/// An OAuth `state` from a callback, checked for shape.
+pub fn parse_state(state: &str) -> Option<PresentedKey> {
+    parse_with(STATE_PREFIX, state)
 }
 
 fn parse_with(prefix: &str, key: &str) -> Option<PresentedKey> {
@@ -119,6 +131,9 @@ mod tests {
         assert_eq!(parse_link(&link).unwrap().routing, ROUTING);
         assert_eq!(parse(&link), None);
         assert_eq!(parse_link(&generate(ROUTING, &[7u8; 32])), None);
+        let state = generate_state(ROUTING, &[8u8; 32]);
+        assert_eq!(parse_state(&state).unwrap().routing, ROUTING);
+        assert_eq!(parse_state(&link), None);
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod headers;
 pub mod ids;
 pub mod keys;
 pub mod mcp;
+pub mod oauth;
 pub mod policy;
 pub mod seal;
 pub mod sse;

@@ -39,9 +39,30 @@ fn env_string(env: &Env, name: &str) -> Option<String> {
     })
 }
 
+/// The deployment's settings, for the Worker and the subject stores alike.
+pub fn config(env: &Env) -> Config {
+    Config::from_lookup(|name| env_string(env, name))
+}
+
+/// The keys that seal and open stored secrets.
+pub fn keyring(config: &Config) -> Result<Keyring, Error> {
+    match &config.encryption {
+        Encryption::Key(b64) => Keyring::from_base64(b64).map_err(|_| Error::EncryptionKeyInvalid),
+        Encryption::Development => {
+            if !DEV_KEY_ANNOUNCED.swap(true, Ordering::Relaxed) {
+                worker::console_warn!(
+                    "mcp-authbridge: ENCRYPTION_KEY is not set; DEV_MODE seals secrets with the PUBLIC development key. Never deploy like this: run `wrangler secret put ENCRYPTION_KEY`."
+                );
+            }
+            Ok(Keyring::new(development_key()))
+        }
+        Encryption::Missing => Err(Error::EncryptionKeyMissing),
+    }
+}
+
 impl App {
     pub fn new(env: Env, ctx: Context, request_origin: String) -> App {
-        let config = Config::from_lookup(|name| env_string(&env, name));
+        let config = config(&env);
         let public_origin = config.public_url.clone().unwrap_or(request_origin);
         App { env, ctx, config, public_origin }
     }
@@ -52,18 +73,7 @@ impl App {
     }
 
     pub fn keyring(&self) -> Result<Keyring, Error> {
-        match &self.config.encryption {
-            Encryption::Key(b64) => Keyring::from_base64(b64).map_err(|_| Error::EncryptionKeyInvalid),
-            Encryption::Development => {
-                if !DEV_KEY_ANNOUNCED.swap(true, Ordering::Relaxed) {
-                    worker::console_warn!(
-                        "mcp-authbridge: ENCRYPTION_KEY is not set; DEV_MODE seals secrets with the PUBLIC development key. Never deploy like this: run `wrangler secret put ENCRYPTION_KEY`."
-                    );
-                }
-                Ok(Keyring::new(development_key()))
-            }
-            Encryption::Missing => Err(Error::EncryptionKeyMissing),
-        }
+        keyring(&self.config)
     }
 
     pub fn seal(&self, context: &str, plaintext: &[u8]) -> Result<String, Error> {

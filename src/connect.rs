@@ -4,13 +4,14 @@
 
 use crate::app::{call, now_ms, random_bytes, App};
 use crate::core::connect::{
-    form_page, message_page, validate_form, FormErrors, LinkRecord, LinkState, PAGE_HEADERS,
+    confirm_page, form_page, message_page, validate_form, FormErrors, LinkRecord, LinkState, PAGE_HEADERS,
 };
 use crate::core::encoding::{b64url, ct_eq, hex};
 use crate::core::keys;
 use crate::core::upstream::Upstream;
 use crate::error::Error;
 use crate::http;
+use crate::oauth::{self, Finished};
 use crate::store::protocol::{connection_value_context, LinkOutcome, Op};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -126,19 +127,10 @@ fn cookie_value(req: &Request, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
-/// Whether the upstream has anything this page can ask for.
-fn unsupported(upstream: &Upstream) -> Option<Response> {
-    if !upstream.user_fields.is_empty() {
-        None
-    } else if upstream.oauth.is_some() {
-        Some(message(
-            501,
-            "Not available yet",
-            "Connecting this service signs you in with OAuth, which this gateway does not offer yet.",
-        ))
-    } else {
-        Some(message(404, "Nothing to connect", "This service needs nothing from you: you are all set."))
-    }
+/// An upstream with nothing for the user to connect.
+fn nothing_to_connect(upstream: &Upstream) -> Option<Response> {
+    (upstream.user_fields.is_empty() && upstream.oauth.is_none())
+        .then(|| message(404, "Nothing to connect", "This service needs nothing from you: you are all set."))
 }
 
 /// `GET /connect/{token}`.
@@ -147,18 +139,16 @@ pub async fn page(app: &App, token: &str) -> Result<Response, Error> {
         Ok(open) => open,
         Err(refusal) => return Ok(refusal.page()),
     };
-    if let Some(resp) = unsupported(&open.upstream) {
+    if let Some(resp) = nothing_to_connect(&open.upstream) {
         return Ok(resp);
     }
     let csrf = b64url(&random_bytes::<32>());
-    let body = form_page(
-        &open.upstream.id,
-        &open.upstream.user_fields,
-        &csrf,
-        open.link.expires_at,
-        &FormErrors::new(),
-        &[],
-    );
+    let (id, expires_at) = (&open.upstream.id, open.link.expires_at);
+    let body = if open.upstream.oauth.is_some() {
+        confirm_page(id, &csrf, expires_at)
+    } else {
+        form_page(id, &open.upstream.user_fields, &csrf, expires_at, &FormErrors::new(), &[])
+    };
     Ok(html(200, body, Some(csrf_cookie(app, &csrf))))
 }
 
@@ -168,7 +158,7 @@ pub async fn submit(app: &App, mut req: Request, token: &str) -> Result<Response
         Ok(open) => open,
         Err(refusal) => return Ok(refusal.page()),
     };
-    if let Some(resp) = unsupported(&open.upstream) {
+    if let Some(resp) = nothing_to_connect(&open.upstream) {
         return Ok(resp);
     }
     let body = http::read_body(&mut req, MAX_FORM_BYTES).await?;
@@ -183,6 +173,29 @@ pub async fn submit(app: &App, mut req: Request, token: &str) -> Result<Response
             "This form could not be verified (it was sent from another page, or your browser blocked its cookie). \
              Open the link again and resubmit.",
         ));
+    }
+    if open.upstream.oauth.is_some() {
+        return Ok(
+            match oauth::begin(app, &open.store, &open.hash, &open.link.subject, &open.upstream).await {
+                Ok(url) => {
+                    let resp = message(303, "Continue to sign in", "Continue to the sign-in page.");
+                    let _ = resp.headers().set("Location", &url);
+                    resp
+                }
+                Err(oauth::SetupError(why)) => {
+                    worker::console_error!(
+                        "mcp-authbridge: cannot start OAuth for '{}': {why}",
+                        open.upstream.id
+                    );
+                    message(
+                    502,
+                    "Cannot connect right now",
+                    "The sign-in service of this provider could not be reached or is not set up for this gateway. \
+                     Try the link again later, or tell whoever sent it.",
+                )
+                }
+            },
+        );
     }
     let values = match validate_form(&open.upstream.user_fields, &form) {
         Ok(values) => values,
@@ -204,7 +217,8 @@ pub async fn submit(app: &App, mut req: Request, token: &str) -> Result<Response
         sealed.insert(name, app.seal(&context, value.as_bytes())?);
     }
     let outcome: LinkOutcome =
-        call(&open.store, &Op::CompleteLink { hash: open.hash, values: sealed }).await?;
+        call(&open.store, &Op::CompleteLink { hash: open.hash, values: sealed, oauth: None, scopes: None })
+            .await?;
     Ok(match outcome {
         LinkOutcome::Completed => message(
             200,
@@ -215,4 +229,35 @@ pub async fn submit(app: &App, mut req: Request, token: &str) -> Result<Response
         LinkOutcome::Expired => Refusal::EXPIRED.page(),
         LinkOutcome::NotFound => Refusal::NOT_FOUND.page(),
     })
+}
+
+/// `GET /oauth/callback`: the end of an OAuth connect, as a page.
+pub async fn callback(app: &App, req: &Request) -> Result<Response, Error> {
+    let url = req.url().map_err(Error::internal)?;
+    Ok(match oauth::finish(app, &url).await? {
+        Finished::Connected(upstream) => message(
+            200,
+            "Connected",
+            &format!("Your account for {upstream} is connected. You can close this page."),
+        ),
+        Finished::Denied => message(
+            403,
+            "Not connected",
+            "You did not allow access, so nothing was changed. To connect later, open your connect link again.",
+        ),
+        Finished::Refused(why) => message(400, "Sign-in not accepted", why),
+        Finished::LinkGone(LinkOutcome::Used) => Refusal::USED.page(),
+        Finished::LinkGone(LinkOutcome::Expired) => Refusal::EXPIRED.page(),
+        Finished::LinkGone(_) => Refusal::NOT_FOUND.page(),
+        Finished::ServerFailed => message(
+            502,
+            "Cannot connect right now",
+            "The provider's sign-in service failed to complete the connection. Open your connect link and try again.",
+        ),
+    })
+}
+
+/// `GET /oauth/client-metadata.json`: the gateway's Client ID Metadata Document.
+pub fn client_metadata(app: &App) -> Response {
+    http::json(200, &crate::core::oauth::flow::client_metadata_document(&app.public_origin))
 }

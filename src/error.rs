@@ -35,6 +35,10 @@ pub enum Error {
     UpstreamUnreachable {
         upstream: String,
     },
+    /// The upstream's authorization server failed while a token had to be refreshed.
+    AuthorizationServerUnavailable {
+        upstream: String,
+    },
     UpstreamTimeout {
         upstream: String,
         after_ms: u64,
@@ -119,6 +123,11 @@ impl Error {
             Error::UpstreamTimeout { upstream, after_ms } => {
                 (504, "upstream_timeout", format!("upstream '{upstream}' did not answer within {after_ms} ms"))
             }
+            Error::AuthorizationServerUnavailable { upstream } => (
+                503,
+                "authorization_server_unavailable",
+                format!("the authorization server of upstream '{upstream}' is unavailable; your connection is kept, try again shortly"),
+            ),
             Error::UpstreamRejectedCredentials { upstream } => (
                 502,
                 "upstream_rejected_credentials",
@@ -192,6 +201,7 @@ impl Error {
                 vec![("WWW-Authenticate", r#"Bearer realm="mcp-authbridge-admin""#.into())]
             }
             Error::MethodNotAllowed { allow } => vec![("Allow", (*allow).into())],
+            Error::AuthorizationServerUnavailable { .. } => vec![("Retry-After", "30".into())],
             _ => vec![],
         }
     }

@@ -8,6 +8,8 @@ pub mod connect;
 pub mod core;
 pub mod error;
 pub mod http;
+pub mod oauth;
+pub mod outbound;
 pub mod proxy;
 pub mod routes;
 pub mod store;

@@ -17,16 +17,14 @@ use crate::core::template::{RenderError, Source};
 use crate::core::upstream::{HeaderPlan, Transport, Upstream};
 use crate::error::Error;
 use crate::http;
-use crate::store::protocol::{ConnectionSeen, ConnectionStatus, Op, Resolved, SealedValue};
-use futures_util::future::{join_all, select, Either};
+use crate::outbound::{self, OutboundError};
+use crate::store::protocol::{ConnectionSeen, ConnectionStatus, Op, Refreshed, Resolved, SealedValue};
+use futures_util::future::join_all;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::time::Duration;
 use url::Url;
-use worker::{
-    AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response, Stub,
-};
+use worker::{Headers, Method, Request, Response, Stub};
 
 /// Which MCP route a request came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,14 +107,24 @@ async fn prepare(app: &App, req: &Request, upstream_id: &str, route: Route) -> R
     };
 
     let store = app.store_at(&key.routing)?.ok_or(Error::InvalidKey)?;
-    let op = Op::Resolve { key_hash: hex(&key.hash), upstream: upstream_id.into(), user: plan.user_names() };
+    let op = Op::Resolve {
+        key_hash: hex(&key.hash),
+        upstream: upstream_id.into(),
+        user: plan.user_names(),
+        oauth: plan.sources.contains(&Source::OAuthAccessToken),
+    };
     let (subject, values, connection) = match call::<Resolved>(&store, &op).await? {
         Resolved::InvalidKey => return Err(Error::InvalidKey),
         Resolved::NotAllowed if upstream.is_some() => {
             return Err(Error::KeyNotAllowed { upstream: upstream_id.into() })
         }
         Resolved::NotAllowed => return Err(Error::UnknownUpstream { upstream: upstream_id.into() }),
-        Resolved::Ok { subject, values, connection } => (subject, values, connection),
+        Resolved::Ok { subject, values, connection, oauth_unavailable } => {
+            if oauth_unavailable {
+                return Err(Error::AuthorizationServerUnavailable { upstream: upstream_id.into() });
+            }
+            (subject, values, connection)
+        }
     };
     let upstream = upstream.ok_or_else(|| Error::UnknownUpstream { upstream: upstream_id.into() })?;
 
@@ -142,25 +150,59 @@ async fn prepare(app: &App, req: &Request, upstream_id: &str, route: Route) -> R
 }
 
 /// Steps 5–8: render, send, and relay the answer.
-async fn forward(app: &App, req: &Request, p: Prepared, body: Option<Vec<u8>>) -> Result<Response, Error> {
-    let upstream_id = p.upstream.id.as_str();
-    let rendered = match render_headers(app, &p).await {
-        Err(Error::ConnectionRequired { .. }) => return Err(connection_required(app, &p).await),
-        rendered => rendered?,
-    };
-
-    let out = Headers::new();
-    let listed = connection_listed(http::header(req, "connection").as_deref());
-    for (name, value) in req.headers().entries() {
-        if forward_request_header(&name, &listed) {
-            out.append(&name, &value).map_err(Error::internal)?;
+async fn forward(
+    app: &App,
+    req: &Request,
+    mut p: Prepared,
+    body: Option<Vec<u8>>,
+) -> Result<Response, Error> {
+    let upstream_id = p.upstream.id.clone();
+    let upstream_id = upstream_id.as_str();
+    let uses_oauth = p.plan.sources.contains(&Source::OAuthAccessToken);
+    // With OAuth, a 401 is answered by one refresh and one retry, which needs the body again.
+    let mut retry_body = if uses_oauth { body.clone() } else { None };
+    let mut body = body;
+    let mut retried = false;
+    let resp = loop {
+        let rendered = match render_headers(app, &p).await {
+            Err(Error::ConnectionRequired { .. }) => return Err(connection_required(app, &p).await),
+            rendered => rendered?,
+        };
+        let out = Headers::new();
+        let listed = connection_listed(http::header(req, "connection").as_deref());
+        for (name, value) in req.headers().entries() {
+            if forward_request_header(&name, &listed) {
+                out.append(&name, &value).map_err(Error::internal)?;
+            }
         }
-    }
-    for (name, value) in &rendered {
-        out.set(name, value).map_err(Error::internal)?;
-    }
-
-    let resp = send(app, req.method(), p.target.as_str(), out, body, upstream_id).await?;
+        for (name, value) in &rendered {
+            out.set(name, value).map_err(Error::internal)?;
+        }
+        let resp = send(app, req.method(), p.target.as_str(), out, body.take(), upstream_id).await?;
+        if resp.status_code() != 401 || !uses_oauth || retried {
+            break resp;
+        }
+        // The token was refused: refresh once (or take the token another request refreshed),
+        // then retry once.
+        let Some(rejected) = p.values.get("oauth.access_token").map(|v| v.sealed.clone()) else { break resp };
+        let op = Op::RefreshAfterRejection { upstream: upstream_id.into(), rejected };
+        match call::<Refreshed>(&p.store, &op).await? {
+            Refreshed::Token { access_token } => {
+                let context = crate::store::protocol::connection_value_context(
+                    &p.subject,
+                    upstream_id,
+                    "oauth.access_token",
+                );
+                p.values.insert("oauth.access_token".into(), SealedValue { context, sealed: access_token });
+            }
+            Refreshed::ConnectionRequired => return Err(connection_required(app, &p).await),
+            Refreshed::Unavailable => {
+                return Err(Error::AuthorizationServerUnavailable { upstream: upstream_id.into() })
+            }
+        }
+        body = retry_body.take();
+        retried = true;
+    };
     let status = resp.status_code();
 
     if status == 401 {
@@ -272,12 +314,15 @@ async fn render_headers(app: &App, p: &Prepared) -> Result<Vec<(String, String)>
                     values.insert(source, open(ring, &v.context, &v.sealed)?);
                 }
             }
+            Source::OAuthAccessToken => {
+                if let (Some(v), Some(ring)) = (p.values.get("oauth.access_token"), &keyring) {
+                    values.insert(source, open(ring, &v.context, &v.sealed)?);
+                }
+            }
             Source::Subject => {
                 values.insert(source, p.subject.clone());
             }
-            // OAuth tokens arrive with connect links; until then `{{oauth.access_token}}` is
-            // always missing, which answers `connection_required`.
-            Source::OAuthAccessToken | Source::Secret(_) => {}
+            Source::Secret(_) => {}
         }
     }
     p.plan
@@ -351,26 +396,15 @@ async fn send(
     body: Option<Vec<u8>>,
     upstream_id: &str,
 ) -> Result<Response, Error> {
-    let mut init = RequestInit::new();
-    init.with_method(method).with_headers(headers).with_redirect(RequestRedirect::Manual);
-    if let Some(body) = body {
-        init.with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
-    }
-    let request = Request::new_with_init(url, &init).map_err(Error::internal)?;
-    let controller = AbortController::default();
-    let signal = controller.signal();
-    let fetch = Fetch::Request(request);
-    let sending = std::pin::pin!(fetch.send_with_signal(&signal));
     let timeout_ms = app.config.upstream_timeout_ms;
-    let deadline = std::pin::pin!(Delay::from(Duration::from_millis(timeout_ms)));
-    match select(sending, deadline).await {
-        Either::Left((Ok(resp), _)) => Ok(resp),
-        Either::Left((Err(_), _)) => Err(Error::UpstreamUnreachable { upstream: upstream_id.into() }),
-        Either::Right(_) => {
-            controller.abort();
-            Err(Error::UpstreamTimeout { upstream: upstream_id.into(), after_ms: timeout_ms })
+    outbound::send(method, url, headers, body, timeout_ms).await.map_err(|e| match e {
+        OutboundError::Timeout => {
+            Error::UpstreamTimeout { upstream: upstream_id.into(), after_ms: timeout_ms }
         }
-    }
+        OutboundError::Unreachable | OutboundError::Refused(_) => {
+            Error::UpstreamUnreachable { upstream: upstream_id.into() }
+        }
+    })
 }
 
 fn response_headers(upstream: &Response) -> Headers {

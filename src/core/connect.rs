@@ -162,6 +162,21 @@ pub fn form_page(
     page(&format!("Connect {upstream}"), &body)
 }
 
+/// The confirm step for an OAuth upstream: one button, then the redirect to its sign-in page.
+pub fn confirm_page(upstream: &str, csrf: &str, expires_at: u64) -> String {
+    let body = format!(
+        "<p>Connect your account for <strong>{u}</strong>. You will be sent to its sign-in page; after you \
+         agree there, you come back here. The gateway then keeps your access encrypted and uses it only \
+         for your requests to {u}.</p><p>This link works once and expires at {} (UTC).</p>\
+         <form method=\"post\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+         <button type=\"submit\">Continue to sign in</button></form>",
+        rfc3339(expires_at),
+        escape_html(csrf),
+        u = escape_html(upstream),
+    );
+    page(&format!("Connect {upstream}"), &body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,5 +245,11 @@ mod tests {
         assert!(!html.contains("<script"));
         assert_eq!(escape_html("<a href='x'>&"), "&lt;a href=&#39;x&#39;&gt;&amp;");
         assert!(message_page("Done", "<b>").contains("&lt;b&gt;"));
+        let confirm = confirm_page("git<hub>", "tok", 0);
+        assert!(
+            confirm.contains("git&lt;hub&gt;")
+                && confirm.contains("value=\"tok\"")
+                && confirm.contains("<form method=\"post\">")
+        );
     }
 }

@@ -71,6 +71,15 @@ impl ConfigStore {
         Ok(out)
     }
 
+    /// A value under a key of its own (`oauth-registration:*`).
+    pub async fn raw(&self, key: &str) -> Result<Option<String>, Error> {
+        self.kv.get(key).text().await.map_err(Error::internal)
+    }
+
+    pub async fn put_raw(&self, key: &str, value: String) -> Result<(), Error> {
+        self.kv.put(key, value).map_err(Error::internal)?.execute().await.map_err(Error::internal)
+    }
+
     pub async fn secret(&self, name: &str) -> Result<Option<String>, Error> {
         self.kv.get(&secret_key(name)).text().await.map_err(Error::internal)
     }

@@ -4,11 +4,14 @@
 //! |---|---|---|---|
 //! | KV `CONFIG` | `upstream:{id}` | `Upstream` JSON (OAuth client secret sealed, context `oauth-client:{id}`) | read-mostly |
 //! | KV `CONFIG` | `secret:{name}` | sealed operator secret, context `secret:{name}` | |
+//! | KV `CONFIG` | `oauth-registration:{upstream}:{16 hex of sha256(issuer)}` | sealed RFC 7591 registration response, context `oauth-registration:{upstream}` | made once per upstream and issuer |
 //! | DO `SubjectStore` (one per subject, `idFromName(subject)`) | `subject` | the subject id | written on first use |
 //! | DO | `key:{sha256 hex}` | `KeyRecord` | the source of truth for keys: revocation is immediate |
 //! | DO | `keyid:{id}` | sha256 hex of that key | for listing and revoking by id |
 //! | DO | `usecret:{name}` | sealed subject secret, context `user:{subject}:{name}` | |
-//! | DO | `conn:{upstream}` | `Connection` JSON | connect-page values sealed, context `conn:{subject}:{upstream}:{name}` |
+//! | DO | `conn:{upstream}` | `Connection` JSON | connect-page values sealed, context `conn:{subject}:{upstream}:{name}`; OAuth tokens and client secret likewise, names `oauth.access_token`, `oauth.refresh_token`, `oauth.client_secret` |
+//! | DO | `link:{sha256 hex}` | `LinkRecord` | connect links; used and expired ones pruned when a new one is made |
+//! | DO | `pending:{sha256 hex of state}` | `PendingAuthorization` (PKCE verifier sealed, context `pending:{subject}:{upstream}`) | ≤ 10 minutes, taken once |
 //!
 //! KV is eventually consistent (up to 60 s between locations) and holds only operator
 //! configuration; everything that must not race lives in the subject's Durable Object.

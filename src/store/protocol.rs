@@ -3,6 +3,8 @@
 
 use crate::core::connect::LinkRecord;
 use crate::core::keys::KeyRecord;
+use crate::core::oauth::discovery::AuthServer;
+use crate::core::oauth::token::AuthMethod;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -14,6 +16,15 @@ pub enum Op {
         key_hash: String,
         upstream: String,
         user: Vec<String>,
+        /// The templates read `{{oauth.access_token}}`: return it, refreshed if due.
+        #[serde(default)]
+        oauth: bool,
+    },
+    /// The upstream answered 401 to `rejected` (the sealed access token sent): refresh, unless
+    /// another request already did.
+    RefreshAfterRejection {
+        upstream: String,
+        rejected: String,
     },
     CreateKey {
         key: KeyRecord,
@@ -50,7 +61,82 @@ pub enum Op {
     CompleteLink {
         hash: String,
         values: BTreeMap<String, String>,
+        #[serde(default)]
+        oauth: Option<OAuthGrant>,
+        #[serde(default)]
+        scopes: Option<Vec<String>>,
     },
+    /// Keeps a pending authorization (≤ 10 minutes) under the SHA-256 of its `state`.
+    BeginAuthorization {
+        state_hash: String,
+        pending: PendingAuthorization,
+    },
+    /// Takes a pending authorization out, once: a second callback with the same `state` finds
+    /// nothing.
+    TakeAuthorization {
+        state_hash: String,
+    },
+}
+
+/// The gateway's client registration at an authorization server, as a connection keeps it to
+/// refresh and revoke on its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OAuthClient {
+    pub issuer: String,
+    pub token_endpoint: String,
+    #[serde(default)]
+    pub revocation_endpoint: Option<String>,
+    pub client_id: String,
+    /// Sealed under `conn:{subject}:{upstream}:oauth.client_secret`.
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    pub method: AuthMethod,
+    /// RFC 8707 resource sent with every token request, when the upstream wants it.
+    #[serde(default)]
+    pub resource: Option<String>,
+}
+
+/// A connection's OAuth tokens, sealed under `conn:{subject}:{upstream}:oauth.access_token` /
+/// `oauth.refresh_token`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OAuthGrant {
+    pub access_token: String,
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    pub issued_at: u64,
+    #[serde(default)]
+    pub expires_at: Option<u64>,
+    pub client: OAuthClient,
+}
+
+/// An authorization in flight: what the callback needs to finish it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingAuthorization {
+    pub link_hash: String,
+    pub upstream: String,
+    /// The PKCE verifier, sealed under `pending:{subject}:{upstream}`.
+    pub verifier: String,
+    pub server: AuthServer,
+    pub client: OAuthClient,
+    pub redirect_uri: String,
+    pub scopes: Vec<String>,
+    pub expires_at: u64,
+}
+
+pub fn pending_context(subject: &str, upstream: &str) -> String {
+    format!("pending:{subject}:{upstream}")
+}
+
+/// What a refresh came to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Refreshed {
+    /// A usable access token (sealed): freshly refreshed, or already refreshed by another request.
+    Token { access_token: String },
+    /// The grant is dead (`invalid_grant`, or nothing to refresh with): the user must connect again.
+    ConnectionRequired,
+    /// The authorization server could not be reached or failed; nothing was changed.
+    Unavailable,
 }
 
 /// What `CompleteLink` found.
@@ -82,7 +168,14 @@ pub struct SealedValue {
 pub enum Resolved {
     InvalidKey,
     NotAllowed,
-    Ok { subject: String, values: BTreeMap<String, SealedValue>, connection: Option<ConnectionSeen> },
+    Ok {
+        subject: String,
+        values: BTreeMap<String, SealedValue>,
+        connection: Option<ConnectionSeen>,
+        /// The access token is due and its server could not refresh it: answer 503.
+        #[serde(default)]
+        oauth_unavailable: bool,
+    },
 }
 
 /// The connection's state as `Resolve` saw it.
@@ -103,6 +196,8 @@ pub struct Connection {
     pub expires_at: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scopes: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<OAuthGrant>,
     pub updated_at: u64,
 }
 

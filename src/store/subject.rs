@@ -1,9 +1,16 @@
 //! `SubjectStore`: one Durable Object per subject, the single-threaded home of its keys,
-//! secrets and connections. It stores and answers; sealing happens in the Worker.
+//! secrets and connections. It stores and answers; the Worker seals what it stores, except
+//! OAuth tokens, which the store refreshes itself: one refresh at a time per subject, the
+//! rotated refresh token stored before anyone uses the new access token.
 
-use super::protocol::{Connection, ConnectionSeen, ConnectionStatus, LinkOutcome, Op, Resolved, SealedValue};
+use super::protocol::{
+    Connection, ConnectionSeen, ConnectionStatus, LinkOutcome, OAuthGrant, Op, PendingAuthorization,
+    Refreshed, Resolved, SealedValue,
+};
 use crate::core::connect::{LinkRecord, LinkState};
 use crate::core::keys::{Access, KeyRecord};
+use crate::core::oauth::token::{refresh_due, ClientAuth, Grant, TokenOutcome};
+use crate::core::seal::Keyring;
 use crate::store::protocol::{connection_value_context, user_secret_context};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -13,11 +20,12 @@ use worker::*;
 #[durable_object]
 pub struct SubjectStore {
     state: State,
+    env: Env,
 }
 
 impl DurableObject for SubjectStore {
-    fn new(state: State, _env: Env) -> Self {
-        SubjectStore { state }
+    fn new(state: State, env: Env) -> Self {
+        SubjectStore { state, env }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -69,8 +77,11 @@ impl SubjectStore {
     async fn apply(&self, op: Op) -> Result<Value> {
         let storage = self.storage();
         match op {
-            Op::Resolve { key_hash, upstream, user } => {
-                to_json(self.resolve(&key_hash, &upstream, &user).await?)
+            Op::Resolve { key_hash, upstream, user, oauth } => {
+                to_json(self.resolve(&key_hash, &upstream, &user, oauth).await?)
+            }
+            Op::RefreshAfterRejection { upstream, rejected } => {
+                to_json(self.refresh(&upstream, Some(rejected)).await?)
             }
             Op::CreateKey { key } => {
                 self.remember_subject(&key.subject).await?;
@@ -128,6 +139,7 @@ impl SubjectStore {
                         values: BTreeMap::new(),
                         expires_at: None,
                         scopes: None,
+                        oauth: None,
                         updated_at: now_ms(),
                     },
                 };
@@ -135,8 +147,37 @@ impl SubjectStore {
                 Ok(json!({ "applied": true }))
             }
             Op::DeleteConnection { upstream } => {
-                let deleted = storage.delete(&format!("conn:{upstream}")).await?;
-                Ok(json!({ "deleted": deleted }))
+                let key = format!("conn:{upstream}");
+                let Some(conn) = storage.get::<Connection>(&key).await? else {
+                    return Ok(json!({ "deleted": false }));
+                };
+                // RFC 7009 where the server offers it, then forget: a server that is down does
+                // not keep the user connected against the operator's wish.
+                let revoked = match (&conn.oauth, self.subject().await?) {
+                    (Some(grant), Some(subject)) => revoke_grant(&self.env, &subject, &upstream, grant).await,
+                    _ => false,
+                };
+                storage.delete(&key).await?;
+                Ok(json!({ "deleted": true, "revoked": revoked }))
+            }
+            Op::BeginAuthorization { state_hash, pending } => {
+                for (hash, p) in self.list_prefix::<PendingAuthorization>("pending:").await? {
+                    if p.expires_at <= now_ms() {
+                        storage.delete(&format!("pending:{hash}")).await?;
+                    }
+                }
+                storage.put(&format!("pending:{state_hash}"), &pending).await?;
+                Ok(json!({}))
+            }
+            Op::TakeAuthorization { state_hash } => {
+                let key = format!("pending:{state_hash}");
+                let pending = storage.get::<PendingAuthorization>(&key).await?;
+                if pending.is_some() {
+                    storage.delete(&key).await?;
+                }
+                let usable = pending.filter(|p| p.expires_at > now_ms());
+                let subject = self.subject().await?;
+                to_json(usable.zip(subject).map(|(p, s)| (s, p)))
             }
             Op::CreateLink { hash, link } => {
                 self.remember_subject(&link.subject).await?;
@@ -145,7 +186,9 @@ impl SubjectStore {
                 Ok(json!({}))
             }
             Op::GetLink { hash } => to_json(storage.get::<LinkRecord>(&format!("link:{hash}")).await?),
-            Op::CompleteLink { hash, values } => to_json(self.complete_link(&hash, values).await?),
+            Op::CompleteLink { hash, values, oauth, scopes } => {
+                to_json(self.complete_link(&hash, values, oauth, scopes).await?)
+            }
         }
     }
 
@@ -169,7 +212,13 @@ impl SubjectStore {
         Ok(())
     }
 
-    async fn complete_link(&self, hash: &str, values: BTreeMap<String, String>) -> Result<LinkOutcome> {
+    async fn complete_link(
+        &self,
+        hash: &str,
+        values: BTreeMap<String, String>,
+        oauth: Option<OAuthGrant>,
+        scopes: Option<Vec<String>>,
+    ) -> Result<LinkOutcome> {
         let storage = self.storage();
         let key = format!("link:{hash}");
         let Some(mut link) = storage.get::<LinkRecord>(&key).await? else {
@@ -184,8 +233,9 @@ impl SubjectStore {
         let conn = Connection {
             status: ConnectionStatus::Connected,
             values,
-            expires_at: None,
-            scopes: None,
+            expires_at: oauth.as_ref().and_then(|g| g.expires_at),
+            scopes,
+            oauth,
             updated_at: now,
         };
         link.used_at = Some(now);
@@ -198,7 +248,21 @@ impl SubjectStore {
         Ok(LinkOutcome::Completed)
     }
 
-    async fn resolve(&self, key_hash: &str, upstream: &str, user: &[String]) -> Result<Resolved> {
+    /// One refresh at a time for this subject: other requests wait (the runtime holds them)
+    /// and then find the new token instead of refreshing again.
+    async fn refresh(&self, upstream: &str, rejected: Option<String>) -> Result<Refreshed> {
+        let Some(subject) = self.subject().await? else { return Ok(Refreshed::ConnectionRequired) };
+        let work = refresh_grant(self.storage(), self.env.clone(), subject, upstream.to_string(), rejected);
+        self.state.block_concurrency_while(async move { Ok(work.await) }).await
+    }
+
+    async fn resolve(
+        &self,
+        key_hash: &str,
+        upstream: &str,
+        user: &[String],
+        oauth: bool,
+    ) -> Result<Resolved> {
         let storage = self.storage();
         let Some(record) = storage.get::<KeyRecord>(&format!("key:{key_hash}")).await? else {
             return Ok(Resolved::InvalidKey);
@@ -229,7 +293,142 @@ impl SubjectStore {
                 values.insert(name.clone(), v);
             }
         }
+        let mut conn = conn;
+        let mut oauth_unavailable = false;
+        if let Some(grant) = conn.as_ref().and_then(|c| c.oauth.clone()).filter(|_| oauth) {
+            let now = now_ms();
+            let token = if refresh_due(now, grant.issued_at, grant.expires_at) {
+                let outcome = self.refresh(upstream, None).await?;
+                conn = storage.get(&format!("conn:{upstream}")).await?;
+                match outcome {
+                    Refreshed::Token { access_token } => Some(access_token),
+                    Refreshed::ConnectionRequired => None,
+                    // Still valid for a while: use it; expired: the client gets a 503 to retry.
+                    Refreshed::Unavailable if grant.expires_at.is_some_and(|e| e > now) => {
+                        Some(grant.access_token)
+                    }
+                    Refreshed::Unavailable => {
+                        oauth_unavailable = true;
+                        None
+                    }
+                }
+            } else {
+                Some(grant.access_token)
+            };
+            if let Some(sealed) = token {
+                let context = connection_value_context(&subject, upstream, "oauth.access_token");
+                values.insert("oauth.access_token".into(), SealedValue { context, sealed });
+            }
+        }
         let connection = conn.map(|c| ConnectionSeen { status: c.status, updated_at: c.updated_at });
-        Ok(Resolved::Ok { subject, values, connection })
+        Ok(Resolved::Ok { subject, values, connection, oauth_unavailable })
     }
+}
+
+/// The subject's client at the grant's server, with its secret opened.
+fn grant_client(keyring: &Keyring, subject: &str, upstream: &str, grant: &OAuthGrant) -> Option<ClientAuth> {
+    let secret = match &grant.client.client_secret {
+        Some(sealed) => Some(
+            keyring
+                .open_string(&connection_value_context(subject, upstream, "oauth.client_secret"), sealed)
+                .ok()?,
+        ),
+        None => None,
+    };
+    Some(ClientAuth {
+        client_id: grant.client.client_id.clone(),
+        client_secret: secret,
+        method: grant.client.method,
+    })
+}
+
+/// Refreshes `upstream`'s token unless that is no longer needed: it is not due (or, after a
+/// 401, the rejected token was already replaced). Never fails: a failure inside
+/// `blockConcurrencyWhile` would reset the object, so every problem is an outcome.
+async fn refresh_grant(
+    storage: Storage,
+    env: Env,
+    subject: String,
+    upstream: String,
+    rejected: Option<String>,
+) -> Refreshed {
+    let key = format!("conn:{upstream}");
+    let Ok(Some(mut conn)) = storage.get::<Connection>(&key).await else {
+        return Refreshed::ConnectionRequired;
+    };
+    let Some(grant) = conn.oauth.clone() else { return Refreshed::ConnectionRequired };
+    let now = now_ms();
+    let current = Refreshed::Token { access_token: grant.access_token.clone() };
+    match &rejected {
+        Some(r) if *r != grant.access_token => return current,
+        None if !refresh_due(now, grant.issued_at, grant.expires_at) => return current,
+        _ => {}
+    }
+    let config = crate::app::config(&env);
+    let Ok(keyring) = crate::app::keyring(&config) else { return Refreshed::Unavailable };
+    let refresh_token = grant.refresh_token.as_deref().and_then(|sealed| {
+        keyring
+            .open_string(&connection_value_context(&subject, &upstream, "oauth.refresh_token"), sealed)
+            .ok()
+    });
+    let outcome = match (refresh_token, grant_client(&keyring, &subject, &upstream, &grant)) {
+        (Some(rt), Some(client)) => {
+            let req = Grant::Refresh { refresh_token: &rt, resource: grant.client.resource.as_deref() };
+            crate::oauth::token_call(&config, &client, &grant.client.token_endpoint, &req).await
+        }
+        // Nothing to refresh with: only the user can make a new grant.
+        _ => Some(TokenOutcome::InvalidGrant),
+    };
+    match outcome {
+        Some(TokenOutcome::Issued(tokens)) => {
+            let fresh = crate::oauth::seal_grant(
+                &keyring,
+                &subject,
+                &upstream,
+                &tokens,
+                grant.refresh_token.clone(),
+                grant.client.clone(),
+            );
+            conn.status = ConnectionStatus::Connected;
+            conn.expires_at = fresh.expires_at;
+            conn.updated_at = now_ms();
+            let access_token = fresh.access_token.clone();
+            conn.oauth = Some(fresh);
+            // Stored before the new access token is handed out: a rotated refresh token is
+            // never lost, and never presented twice.
+            match storage.put(&key, &conn).await {
+                Ok(()) => Refreshed::Token { access_token },
+                Err(_) => Refreshed::Unavailable,
+            }
+        }
+        Some(TokenOutcome::InvalidGrant) => {
+            conn.status = ConnectionStatus::ConnectionRequired;
+            conn.oauth = None;
+            conn.expires_at = None;
+            conn.updated_at = now_ms();
+            let _ = storage.put(&key, &conn).await;
+            Refreshed::ConnectionRequired
+        }
+        Some(TokenOutcome::Failed(e)) => {
+            worker::console_error!("mcp-authbridge: refresh for '{upstream}' failed: {e}");
+            Refreshed::Unavailable
+        }
+        None => Refreshed::Unavailable,
+    }
+}
+
+/// RFC 7009: revokes the refresh token (which ends the grant), else the access token.
+async fn revoke_grant(env: &Env, subject: &str, upstream: &str, grant: &OAuthGrant) -> bool {
+    let Some(endpoint) = &grant.client.revocation_endpoint else { return false };
+    let config = crate::app::config(env);
+    let Ok(keyring) = crate::app::keyring(&config) else { return false };
+    let Some(client) = grant_client(&keyring, subject, upstream, grant) else { return false };
+    let (sealed, name, hint) = match &grant.refresh_token {
+        Some(rt) => (rt, "oauth.refresh_token", "refresh_token"),
+        None => (&grant.access_token, "oauth.access_token", "access_token"),
+    };
+    let Ok(token) = keyring.open_string(&connection_value_context(subject, upstream, name), sealed) else {
+        return false;
+    };
+    crate::oauth::revoke(&config, &client, endpoint, &token, hint).await
 }

@@ -300,7 +300,10 @@ mod tests {
         else {
             panic!("form")
         };
-        assert_eq!((t.access_token.as_str(), t.expires_in, t.refresh_token.as_deref()), ("gho_1", Some(28800), None));
+        assert_eq!(
+            (t.access_token.as_str(), t.expires_in, t.refresh_token.as_deref()),
+            ("gho_1", Some(28800), None)
+        );
         assert!(!format!("{t:?}").contains("gho_1"), "Debug never shows a token");
     }
 

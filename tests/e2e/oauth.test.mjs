@@ -1,0 +1,208 @@
+// End-to-end: OAuth upstreams (API.md §3, issue #4). A real authorization server (oidc-provider:
+// dynamic registration, PKCE, resource indicators, short-lived JWT access tokens, refresh-token
+// rotation, revocation) and a real MCP server that verifies its tokens; the gateway discovers
+// the server, sends the user there, finishes the callback, refreshes, and revokes.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { startGateway, sleep } from './harness.mjs';
+import { startAuthServer } from './peers/oauth_server.mjs';
+import { startProtectedMcp } from './peers/oauth_mcp_server.mjs';
+
+const TTL = 4; // access token lifetime, seconds
+let as;
+let mcp;
+let gw;
+const keys = {};
+
+async function rawCall(key, id = 1) {
+  const r = await fetch(gw.base + '/mcp/tickets', {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+    body: JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'whoami', arguments: {} } }),
+  });
+  const text = await r.text();
+  let json = null;
+  try {
+    json = JSON.parse(r.headers.get('content-type')?.includes('event-stream') ? text.match(/data: (.*)/)[1] : text);
+  } catch { /* not JSON */ }
+  return { status: r.status, json, headers: r.headers };
+}
+
+async function whoami(key) {
+  const client = new Client({ name: 'e2e', version: '1' });
+  await client.connect(new StreamableHTTPClientTransport(new URL(gw.base + '/mcp/tickets'), { requestInit: { headers: { Authorization: `Bearer ${key}` } } }));
+  const result = await client.callTool({ name: 'whoami', arguments: {} });
+  await client.close();
+  return JSON.parse(result.content[0].text);
+}
+
+/** Opens a connect link and presses "Continue": returns the authorization URL and the callback. */
+async function startConnect(url) {
+  const page = await fetch(url);
+  const html = await page.text();
+  assert.equal(page.status, 200, html);
+  assert.match(html, /Continue to sign in/);
+  const csrf = html.match(/name="csrf" value="([^"]+)"/)[1];
+  const cookie = page.headers.get('set-cookie').split(';')[0];
+  const go = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie },
+    body: new URLSearchParams({ csrf }).toString(),
+    redirect: 'manual',
+  });
+  assert.equal(go.status, 303, await go.text());
+  return go.headers.get('location');
+}
+
+/** The whole connect flow for a subject, from the connect_url its first request got. */
+async function connect(subject, { deny = false } = {}) {
+  const first = await rawCall(keys[subject]);
+  assert.equal(first.status, 403);
+  const authorize = await startConnect(first.json.error.data.connect_url);
+  const callback = await as.completeLogin(authorize, { user: subject, deny });
+  const done = await fetch(callback, { redirect: 'manual' });
+  return { status: done.status, text: await done.text(), callback, authorize };
+}
+
+function killGrants(subject) {
+  const tokens = as.stores.get('RefreshToken');
+  for (const [id, e] of tokens) if (e.payload.accountId === subject) tokens.delete(id);
+}
+
+before(async () => {
+  as = await startAuthServer({ accessTokenTtl: TTL });
+  mcp = await startProtectedMcp({ issuer: as.issuer, jwksUri: as.jwksUri });
+  as.setResource(mcp.url);
+  gw = await startGateway();
+  const put = await gw.admin('PUT', '/upstreams/tickets', { url: mcp.url, oauth: {} });
+  assert.equal(put.status, 200, put.text);
+  for (const s of ['alice', 'bob', 'carol', 'dave']) {
+    keys[s] = (await gw.admin('POST', '/keys', { subject: s, upstreams: ['tickets'] })).json.key;
+  }
+});
+
+after(async () => {
+  await gw?.stop();
+  mcp?.close();
+  await as?.stop();
+});
+
+test('connect: discovery, registration, PKCE and resource; two subjects with their own tokens', async () => {
+  for (const subject of ['alice', 'bob']) {
+    const { status, text, authorize } = await connect(subject);
+    assert.equal(status, 200, text);
+    assert.match(text, /Your account for tickets is connected/);
+    const q = new URL(authorize).searchParams;
+    assert.equal(q.get('code_challenge_method'), 'S256');
+    assert.equal(q.get('resource'), mcp.url);
+    assert.equal(q.get('scope'), 'tickets:read');
+    assert.match(q.get('state'), /^mabs_[0-9a-f]{64}_/);
+    const seen = await whoami(keys[subject]);
+    assert.equal(seen.sub, subject);
+    assert.equal(seen.aud, mcp.url);
+  }
+  assert.equal(as.counts().registrations, 1, 'one dynamic registration, reused');
+  const conns = await gw.admin('GET', '/connections?subject=alice');
+  assert.equal(conns.json.items[0].status, 'connected');
+  assert.deepEqual(conns.json.items[0].scopes, ['tickets:read']);
+  assert.match(conns.json.items[0].expires_at, /Z$/);
+  // The access token is the client's business only through the gateway.
+  assert.ok(!JSON.stringify(mcp.requests).includes('mab_'));
+});
+
+test('tokens refresh transparently across many lifetimes', async () => {
+  const before = as.counts().refresh_grants;
+  for (let i = 0; i < 3; i++) {
+    await sleep(TTL * 1000 + 200);
+    assert.equal((await rawCall(keys.alice)).status, 200);
+  }
+  assert.ok(as.counts().refresh_grants - before >= 3);
+  assert.equal(as.counts().refresh_token_reuse, 0);
+});
+
+test('refresh storm: 30 concurrent calls after expiry make exactly one refresh', async () => {
+  await sleep(TTL * 1000 + 200);
+  const before = as.counts();
+  const answers = await Promise.all(Array.from({ length: 30 }, (_, i) => rawCall(keys.bob, i + 1)));
+  assert.deepEqual([...new Set(answers.map((a) => a.status))], [200]);
+  const after = as.counts();
+  assert.equal(after.refresh_grants - before.refresh_grants, 1);
+  assert.equal(after.refresh_token_presented_twice, 0);
+  assert.equal(after.refresh_token_reuse, 0);
+});
+
+test('authorization server down: 503 with Retry-After, nothing lost, works again after', async () => {
+  await sleep(TTL * 1000 + 200);
+  as.setDown(true);
+  const down = await rawCall(keys.alice);
+  assert.equal(down.status, 503);
+  assert.ok(down.headers.get('retry-after'));
+  assert.equal(down.json.error.data.reason, 'authorization_server_unavailable');
+  assert.equal((await gw.admin('GET', '/connections?subject=alice')).json.items[0].status, 'connected');
+  as.setDown(false);
+  assert.equal((await rawCall(keys.alice)).status, 200);
+});
+
+test('invalid_grant: the user is asked to connect again, with a link', async () => {
+  killGrants('bob');
+  await sleep(TTL * 1000 + 200);
+  const r = await rawCall(keys.bob);
+  assert.equal(r.status, 403);
+  assert.equal(r.json.error.data.reason, 'connection_required');
+  assert.match(r.json.error.data.connect_url, /\/connect\/mabl_/);
+  assert.equal((await gw.admin('GET', '/connections?subject=bob')).json.items[0].status, 'connection_required');
+  // And connecting again works.
+  const again = await connect('bob');
+  assert.equal(again.status, 200, again.text);
+  assert.equal((await whoami(keys.bob)).sub, 'bob');
+});
+
+test('callbacks: replayed, forged and wrong-issuer responses are refused; denial changes nothing', async () => {
+  // Replay of a callback that already completed.
+  const first = await connect('carol');
+  assert.equal(first.status, 200);
+  const replay = await fetch(first.callback);
+  assert.equal(replay.status, 400);
+  await replay.text();
+  // A state this gateway never issued.
+  const forged = new URL(first.callback);
+  forged.searchParams.set('state', 'mabs_' + randomBytes(32).toString('hex') + '_' + randomBytes(32).toString('base64url'));
+  const f = await fetch(forged);
+  assert.equal(f.status, 400);
+  await f.text();
+  // The right state, but an issuer that is not the server's (RFC 9207 mix-up).
+  const links = await gw.admin('POST', '/links', { subject: 'dave', upstream: 'tickets' });
+  const authorize = await startConnect(links.json.url);
+  const callback = new URL(await as.completeLogin(authorize, { user: 'dave' }));
+  callback.searchParams.set('iss', 'http://127.0.0.1:1');
+  const mixed = await fetch(callback);
+  assert.equal(mixed.status, 400);
+  await mixed.text();
+  assert.deepEqual((await gw.admin('GET', '/connections?subject=dave')).json.items, []);
+  // Denied consent: a plain page, not a 5xx, and no connection.
+  const denied = await connect('dave', { deny: true });
+  assert.equal(denied.status, 403);
+  assert.match(denied.text, /did not allow access/);
+  assert.deepEqual((await gw.admin('GET', '/connections?subject=dave')).json.items, []);
+  // A used link stays used.
+  assert.equal((await fetch(links.json.url)).status, 200, 'the link survives a failed callback');
+});
+
+test('disconnect revokes at the authorization server, then forgets', async () => {
+  const revocations = as.counts().revocations;
+  assert.equal((await gw.admin('DELETE', '/subjects/carol/connections/tickets')).status, 204);
+  assert.equal(as.counts().revocations, revocations + 1);
+  const r = await rawCall(keys.carol);
+  assert.equal(r.status, 403);
+  assert.equal(r.json.error.data.reason, 'connection_required');
+});
+
+test('client metadata document', async () => {
+  const r = await fetch(gw.base + '/oauth/client-metadata.json');
+  const doc = await r.json();
+  assert.equal(doc.client_id, gw.base + '/oauth/client-metadata.json');
+  assert.deepEqual(doc.redirect_uris, [gw.base + '/oauth/callback']);
+});

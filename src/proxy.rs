@@ -187,7 +187,8 @@ async fn forward(
         let Some(rejected) = p.values.get("oauth.access_token").map(|v| v.sealed.clone()) else { break resp };
         let op = Op::RefreshAfterRejection { upstream: upstream_id.into(), rejected };
         match call::<Refreshed>(&p.store, &op).await? {
-            Refreshed::Token { access_token } => {
+            Refreshed::Token { access_token, updated_at } => {
+                p.connection = Some(ConnectionSeen { status: ConnectionStatus::Connected, updated_at });
                 let context = crate::store::protocol::connection_value_context(
                     &p.subject,
                     upstream_id,

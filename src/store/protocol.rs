@@ -131,8 +131,9 @@ pub fn pending_context(subject: &str, upstream: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Refreshed {
-    /// A usable access token (sealed): freshly refreshed, or already refreshed by another request.
-    Token { access_token: String },
+    /// A usable access token (sealed): freshly refreshed, or already refreshed by another
+    /// request; `updated_at` is the connection's, for later compare-and-set.
+    Token { access_token: String, updated_at: u64 },
     /// The grant is dead (`invalid_grant`, or nothing to refresh with): the user must connect again.
     ConnectionRequired,
     /// The authorization server could not be reached or failed; nothing was changed.

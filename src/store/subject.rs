@@ -301,7 +301,7 @@ impl SubjectStore {
                 let outcome = self.refresh(upstream, None).await?;
                 conn = storage.get(&format!("conn:{upstream}")).await?;
                 match outcome {
-                    Refreshed::Token { access_token } => Some(access_token),
+                    Refreshed::Token { access_token, .. } => Some(access_token),
                     Refreshed::ConnectionRequired => None,
                     // Still valid for a while: use it; expired: the client gets a 503 to retry.
                     Refreshed::Unavailable if grant.expires_at.is_some_and(|e| e > now) => {
@@ -358,7 +358,7 @@ async fn refresh_grant(
     };
     let Some(grant) = conn.oauth.clone() else { return Refreshed::ConnectionRequired };
     let now = now_ms();
-    let current = Refreshed::Token { access_token: grant.access_token.clone() };
+    let current = Refreshed::Token { access_token: grant.access_token.clone(), updated_at: conn.updated_at };
     match &rejected {
         Some(r) if *r != grant.access_token => return current,
         None if !refresh_due(now, grant.issued_at, grant.expires_at) => return current,
@@ -397,7 +397,7 @@ async fn refresh_grant(
             // Stored before the new access token is handed out: a rotated refresh token is
             // never lost, and never presented twice.
             match storage.put(&key, &conn).await {
-                Ok(()) => Refreshed::Token { access_token },
+                Ok(()) => Refreshed::Token { access_token, updated_at: conn.updated_at },
                 Err(_) => Refreshed::Unavailable,
             }
         }

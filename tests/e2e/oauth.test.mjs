@@ -79,7 +79,7 @@ before(async () => {
   gw = await startGateway();
   const put = await gw.admin('PUT', '/upstreams/tickets', { url: mcp.url, oauth: {} });
   assert.equal(put.status, 200, put.text);
-  for (const s of ['alice', 'bob', 'carol', 'dave']) {
+  for (const s of ['alice', 'bob', 'carol', 'dave', 'erin']) {
     keys[s] = (await gw.admin('POST', '/keys', { subject: s, upstreams: ['tickets'] })).json.key;
   }
 });
@@ -102,6 +102,7 @@ test('connect: discovery, registration, PKCE and resource; two subjects with the
     assert.match(q.get('state'), /^mabs_[0-9a-f]{64}_/);
     const seen = await whoami(keys[subject]);
     assert.equal(seen.sub, subject);
+    assert.equal((await fetch(new URL(authorize).searchParams.get('redirect_uri'))).status, 400, 'a bare callback');
     assert.equal(seen.aud, mcp.url);
   }
   assert.equal(as.counts().registrations, 1, 'one dynamic registration, reused');
@@ -198,6 +199,26 @@ test('disconnect revokes at the authorization server, then forgets', async () =>
   const r = await rawCall(keys.carol);
   assert.equal(r.status, 403);
   assert.equal(r.json.error.data.reason, 'connection_required');
+});
+
+test('an upstream 401 to a live token: one refresh, one retry; a second 401 asks to reconnect', async () => {
+  const connected = await connect('erin');
+  assert.equal(connected.status, 200, connected.text);
+  // The resource server stops accepting tokens issued until now; the gateway's is still "valid".
+  mcp.refuseTokensIssuedBefore(Math.floor(Date.now() / 1000) + 1);
+  await sleep(1100);
+  const before = as.counts().refresh_grants;
+  const retried = await rawCall(keys.erin);
+  assert.equal(retried.status, 200, JSON.stringify(retried.json));
+  assert.equal(as.counts().refresh_grants, before + 1);
+  // Now it refuses everything: after the one refresh and retry, the user must reconnect.
+  mcp.refuseTokensIssuedBefore(Math.floor(Date.now() / 1000) + 3600);
+  const refused = await rawCall(keys.erin);
+  assert.equal(refused.status, 403);
+  assert.equal(refused.json.error.data.reason, 'connection_required');
+  assert.equal(as.counts().refresh_grants, before + 2);
+  assert.equal((await gw.admin('GET', '/connections?subject=erin')).json.items[0].status, 'connection_required');
+  mcp.refuseTokensIssuedBefore(0);
 });
 
 test('client metadata document', async () => {

@@ -39,6 +39,8 @@ export async function startProtectedMcp({ issuer, jwksUri, scopes = ['tickets:re
   const requests = [];
   const rejections = []; // {status, reason}
   let unauthorizedCount = 0;
+  // Server-side revocation: tokens issued (iat, seconds) before this are refused.
+  let notBefore = 0;
   const jwks = createRemoteJWKSet(new URL(jwksUri ?? `${issuer}/jwks`), { cooldownDuration: 0 });
 
   let base; // http://127.0.0.1:PORT
@@ -88,6 +90,7 @@ export async function startProtectedMcp({ issuer, jwksUri, scopes = ['tickets:re
       } catch (err) {
         return deny(res, 401, `${err.code ?? 'ERR'}: ${err.message}`, 'invalid_token');
       }
+      if ((claims.iat ?? 0) < notBefore) return deny(res, 401, 'token revoked by the resource server', 'invalid_token');
       if (requiredScope && !String(claims.scope ?? '').split(' ').includes(requiredScope)) {
         return deny(res, 403, `scope ${requiredScope} required`, 'insufficient_scope');
       }
@@ -116,6 +119,8 @@ export async function startProtectedMcp({ issuer, jwksUri, scopes = ['tickets:re
     requests,
     rejections,
     unauthorized: () => unauthorizedCount,
+    /** Refuse every token issued before `seconds` (epoch seconds), as a server that revoked them. */
+    refuseTokensIssuedBefore: (seconds) => { notBefore = seconds; },
     close: () => { httpServer.closeAllConnections(); httpServer.close(); },
   };
 }

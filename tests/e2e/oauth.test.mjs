@@ -221,6 +221,38 @@ test('an upstream 401 to a live token: one refresh, one retry; a second 401 asks
   mcp.refuseTokensIssuedBefore(0);
 });
 
+test('an operator-registered confidential client, with client_secret_basic and client_secret_post', async () => {
+  for (const method of ['client_secret_basic', 'client_secret_post']) {
+    const reg = await fetch(`${as.issuer}/reg`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ redirect_uris: [gw.base + '/oauth/callback'], token_endpoint_auth_method: method, grant_types: ['authorization_code', 'refresh_token'] }),
+    });
+    assert.equal(reg.status, 201);
+    const client = await reg.json();
+    const id = `conf-${method.replaceAll('_', '-')}`;
+    const put = await gw.admin('PUT', `/upstreams/${id}`, {
+      url: mcp.url,
+      oauth: { client_id: client.client_id, client_secret: client.client_secret, token_endpoint_auth_method: method, authorization_server: as.issuer, scopes: ['tickets:read'] },
+    });
+    assert.equal(put.status, 200, put.text);
+    assert.ok(!put.text.includes(client.client_secret));
+    const key = (await gw.admin('POST', '/keys', { subject: 'fay', upstreams: [id] })).json.key;
+    const link = await gw.admin('POST', '/links', { subject: 'fay', upstream: id });
+    const callback = await as.completeLogin(await startConnect(link.json.url), { user: 'fay' });
+    assert.equal(new URL(callback).searchParams.get('state')?.startsWith('mabs_'), true);
+    const done = await fetch(callback);
+    assert.equal(done.status, 200, await done.text());
+    const r = await fetch(`${gw.base}/mcp/${id}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'whoami', arguments: {} } }),
+    });
+    assert.equal(r.status, 200);
+    assert.match(await r.text(), new RegExp(client.client_id));
+  }
+});
+
 test('client metadata document', async () => {
   const r = await fetch(gw.base + '/oauth/client-metadata.json');
   const doc = await r.json();

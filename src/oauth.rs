@@ -17,11 +17,11 @@ use crate::core::oauth::flow::{
 };
 use crate::core::oauth::pkce;
 use crate::core::oauth::token::{
-    revocation_request, token_request, AuthMethod, ClientAuth, Grant, TokenOutcome, Tokens,
+    revocation_request, token_request, AuthMethod, ClientAuth, Grant, TokenOutcome, TokenRequest, Tokens,
 };
 use crate::core::upstream::Upstream;
 use crate::error::Error;
-use crate::outbound::{oauth_request, Answer};
+use crate::outbound::{oauth_request, Answer, OutboundError};
 use crate::store::kv::oauth_client_context;
 use crate::store::protocol::{
     connection_value_context, pending_context, LinkOutcome, OAuthClient, OAuthGrant, Op, PendingAuthorization,
@@ -256,25 +256,19 @@ pub async fn token_call(
     token_endpoint: &str,
     grant: &Grant<'_>,
 ) -> Option<TokenOutcome> {
-    let req = token_request(grant, client);
-    let answer = oauth_request(
-        Method::Post,
-        token_endpoint,
-        Some("application/x-www-form-urlencoded"),
-        req.authorization.as_deref(),
-        Some(req.body),
-        config.allow_private_upstreams,
-        oauth_timeout(config),
-    )
-    .await
-    .ok()?;
+    let answer = post_form(config, token_endpoint, token_request(grant, client)).await.ok()?;
     Some(crate::core::oauth::token::parse_token_response(answer.status, &answer.content_type, &answer.body))
 }
 
 /// RFC 7009 revocation; true when the server accepted it.
 pub async fn revoke(config: &Config, client: &ClientAuth, endpoint: &str, token: &str, hint: &str) -> bool {
-    let req = revocation_request(token, hint, client);
-    let answer = oauth_request(
+    let answer = post_form(config, endpoint, revocation_request(token, hint, client)).await;
+    matches!(answer, Ok(a) if a.status == 200)
+}
+
+/// A form POST with client authentication to a token or revocation endpoint.
+async fn post_form(config: &Config, endpoint: &str, req: TokenRequest) -> Result<Answer, OutboundError> {
+    oauth_request(
         Method::Post,
         endpoint,
         Some("application/x-www-form-urlencoded"),
@@ -283,8 +277,7 @@ pub async fn revoke(config: &Config, client: &ClientAuth, endpoint: &str, token:
         config.allow_private_upstreams,
         oauth_timeout(config),
     )
-    .await;
-    matches!(answer, Ok(a) if a.status == 200)
+    .await
 }
 
 /// Seals a token response into a grant for `subject` × `upstream`; a response without a new

@@ -2,9 +2,7 @@
 // link, types their own API key, and from then on their gateway key reaches the upstream with it.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { startGateway, sleep } from './harness.mjs';
+import { startGateway, sleep, whoamiVia } from './harness.mjs';
 import { startStreamable } from './peers/ts_servers.mjs';
 
 const GOOD = new Set(['user-key-gina-1', 'user-key-hal-2', 'user-key-gina-3']);
@@ -22,14 +20,6 @@ async function mcp(key) {
   });
   const text = await r.text();
   return { status: r.status, text, json: r.headers.get('content-type')?.includes('json') ? JSON.parse(text) : null };
-}
-
-async function whoami(key) {
-  const client = new Client({ name: 'e2e', version: '1' });
-  await client.connect(new StreamableHTTPClientTransport(new URL(gw.base + '/mcp/tickets'), { requestInit: { headers: { Authorization: `Bearer ${key}` } } }));
-  const result = await client.callTool({ name: 'whoami', arguments: {} });
-  await client.close();
-  return JSON.parse(result.content[0].text);
 }
 
 /** Opens a connect page like a browser: returns its status, HTML, CSRF field and cookie. */
@@ -98,7 +88,7 @@ test('connection_required carries a connect link; the page is a safe, plain form
   const done = await submit(url, { csrf: page.csrf, api_key: 'user-key-hal-2' }, page.cookie);
   assert.equal(done.status, 200);
   assert.match(await done.text(), /Your account for tickets is connected/);
-  assert.equal((await whoami(keys.hal))['x-api-key'], 'user-key-hal-2');
+  assert.equal((await whoamiVia(gw.base + '/mcp/tickets', keys.hal))['x-api-key'], 'user-key-hal-2');
 });
 
 test('CSRF: a submit without the cookie or with a wrong token is refused, and the link survives', async () => {
@@ -126,7 +116,7 @@ test('values typed on the page beat operator-set ones; bad input re-asks without
   const ok = await submit(url, { csrf: page.csrf, api_key: 'user-key-gina-1' }, page.cookie);
   assert.equal(ok.status, 200);
   await ok.text();
-  assert.equal((await whoami(keys.gina))['x-api-key'], 'user-key-gina-1');
+  assert.equal((await whoamiVia(gw.base + '/mcp/tickets', keys.gina))['x-api-key'], 'user-key-gina-1');
   const conns = await gw.admin('GET', '/connections?subject=gina');
   assert.deepEqual(conns.json.items.map((c) => [c.id, c.status]), [['tickets', 'connected']]);
   assert.ok(!conns.text.includes('user-key-gina-1'));

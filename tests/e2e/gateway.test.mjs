@@ -5,9 +5,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
-import { startGateway, rpcMessages, freePort, sleep, startPyServer, runPyClient } from './harness.mjs';
+import { startGateway, rpcMessages, freePort, sleep, startPyServer, runPyClient, sdkClient, whoami } from './harness.mjs';
 import { startStreamable, startLegacySse, startHanging } from './peers/ts_servers.mjs';
 
 const SECRETS = {
@@ -42,20 +41,6 @@ const initialize = (id = 1) => ({
   jsonrpc: '2.0', id, method: 'initialize',
   params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
 });
-
-async function sdkClient(path, key) {
-  const transport = new StreamableHTTPClientTransport(new URL(gw.base + path), {
-    requestInit: { headers: { Authorization: `Bearer ${key}` } },
-  });
-  const client = new Client({ name: 'e2e', version: '1.0.0' });
-  await client.connect(transport);
-  return client;
-}
-
-async function whoami(client) {
-  const result = await client.callTool({ name: 'whoami', arguments: {} });
-  return JSON.parse(result.content[0].text);
-}
 
 async function newKey(subject, upstreams, extra = {}) {
   const r = await gw.admin('POST', '/keys', { subject, upstreams, ...extra });
@@ -190,7 +175,7 @@ test('admin lists never show secrets or keys', async () => {
 
 test('official SDK client: each subject reaches the upstream with its own headers, never the gateway key', async () => {
   for (const [subject, expected, id] of [['alice', SECRETS.aliceKey, 'alice@example.com'], ['bob', SECRETS.bobKey, 'bob']]) {
-    const client = await sdkClient('/mcp/tenant', keys[subject]);
+    const client = await sdkClient(gw.base + '/mcp/tenant', keys[subject]);
     const { tools } = await client.listTools();
     assert.deepEqual(tools.map((t) => t.name).sort(), ['slow_progress', 'whoami']);
     const seen = await whoami(client);
@@ -223,14 +208,14 @@ test('an OpenAI-style raw client: initialize, tools/list, tools/call with one Au
 });
 
 test('Basic credentials from two user values', async () => {
-  const client = await sdkClient('/mcp/basic', keys.alice);
+  const client = await sdkClient(gw.base + '/mcp/basic', keys.alice);
   const seen = await whoami(client);
   assert.equal(seen.authorization, basic(SECRETS.aliceClientId, SECRETS.aliceClientSecret));
   await client.close();
 });
 
 test('progress notifications stream through before the final result', async () => {
-  const client = await sdkClient('/mcp/tenant', keys.alice);
+  const client = await sdkClient(gw.base + '/mcp/tenant', keys.alice);
   const progressAt = [];
   const started = Date.now();
   const result = await client.callTool({ name: 'slow_progress', arguments: { steps: 3 } }, undefined, {

@@ -6,6 +6,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 
@@ -148,4 +150,30 @@ export function runPyClient(url, key) {
     child.stderr.on('data', (d) => { err += d; });
     child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').at(-1))) : reject(new Error(`py_client exited ${code}: ${err}`))));
   });
+}
+
+/** An official SDK client connected to `url` with one gateway key as its only credential. */
+export async function sdkClient(url, key) {
+  const transport = new StreamableHTTPClientTransport(new URL(url), {
+    requestInit: { headers: { Authorization: `Bearer ${key}` } },
+  });
+  const client = new Client({ name: 'e2e', version: '1.0.0' });
+  await client.connect(transport);
+  return client;
+}
+
+/** Calls the `whoami` tool every test server has; returns its JSON. */
+export async function whoami(client) {
+  const result = await client.callTool({ name: 'whoami', arguments: {} });
+  return JSON.parse(result.content[0].text);
+}
+
+/** Connects, calls `whoami` once, disconnects. */
+export async function whoamiVia(url, key) {
+  const client = await sdkClient(url, key);
+  try {
+    return await whoami(client);
+  } finally {
+    await client.close();
+  }
 }

@@ -5,9 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { startGateway, sleep } from './harness.mjs';
+import { startGateway, sleep, whoamiVia } from './harness.mjs';
 import { startAuthServer } from './peers/oauth_server.mjs';
 import { startProtectedMcp } from './peers/oauth_mcp_server.mjs';
 
@@ -29,14 +27,6 @@ async function rawCall(key, id = 1) {
     json = JSON.parse(r.headers.get('content-type')?.includes('event-stream') ? text.match(/data: (.*)/)[1] : text);
   } catch { /* not JSON */ }
   return { status: r.status, json, headers: r.headers };
-}
-
-async function whoami(key) {
-  const client = new Client({ name: 'e2e', version: '1' });
-  await client.connect(new StreamableHTTPClientTransport(new URL(gw.base + '/mcp/tickets'), { requestInit: { headers: { Authorization: `Bearer ${key}` } } }));
-  const result = await client.callTool({ name: 'whoami', arguments: {} });
-  await client.close();
-  return JSON.parse(result.content[0].text);
 }
 
 /** Opens a connect link and presses "Continue": returns the authorization URL and the callback. */
@@ -100,7 +90,7 @@ test('connect: discovery, registration, PKCE and resource; two subjects with the
     assert.equal(q.get('resource'), mcp.url);
     assert.equal(q.get('scope'), 'tickets:read');
     assert.match(q.get('state'), /^mabs_[0-9a-f]{64}_/);
-    const seen = await whoami(keys[subject]);
+    const seen = await whoamiVia(gw.base + '/mcp/tickets', keys[subject]);
     assert.equal(seen.sub, subject);
     assert.equal((await fetch(new URL(authorize).searchParams.get('redirect_uri'))).status, 400, 'a bare callback');
     assert.equal(seen.aud, mcp.url);
@@ -158,7 +148,7 @@ test('invalid_grant: the user is asked to connect again, with a link', async () 
   // And connecting again works.
   const again = await connect('bob');
   assert.equal(again.status, 200, again.text);
-  assert.equal((await whoami(keys.bob)).sub, 'bob');
+  assert.equal((await whoamiVia(gw.base + '/mcp/tickets', keys.bob)).sub, 'bob');
 });
 
 test('callbacks: replayed, forged and wrong-issuer responses are refused; denial changes nothing', async () => {

@@ -21,20 +21,7 @@ pub fn client_metadata_url(public_origin: &str) -> String {
     format!("{public_origin}/oauth/client-metadata.json")
 }
 
-/// The gateway's Client ID Metadata Document: a public client using PKCE.
-pub fn client_metadata_document(public_origin: &str) -> Value {
-    json!({
-        "client_id": client_metadata_url(public_origin),
-        "client_name": CLIENT_NAME,
-        "client_uri": public_origin,
-        "redirect_uris": [redirect_uri(public_origin)],
-        "grant_types": ["authorization_code", "refresh_token"],
-        "response_types": ["code"],
-        "token_endpoint_auth_method": "none",
-    })
-}
-
-/// An RFC 7591 registration request for the gateway.
+/// An RFC 7591 registration request for the gateway: a public client using PKCE.
 pub fn registration_request(public_origin: &str) -> Value {
     json!({
         "client_name": CLIENT_NAME,
@@ -44,6 +31,14 @@ pub fn registration_request(public_origin: &str) -> Value {
         "response_types": ["code"],
         "token_endpoint_auth_method": "none",
     })
+}
+
+/// The gateway's Client ID Metadata Document: the same client metadata, with its own URL as
+/// `client_id`.
+pub fn client_metadata_document(public_origin: &str) -> Value {
+    let mut doc = registration_request(public_origin);
+    doc["client_id"] = json!(client_metadata_url(public_origin));
+    doc
 }
 
 /// What registration gave the gateway (RFC 7591 §3.2.1).

@@ -32,7 +32,7 @@ function buildServer(name) {
   return server;
 }
 
-function readBody(req) {
+export function readBody(req) {
   return new Promise((resolve) => {
     const chunks = [];
     req.on('data', (c) => chunks.push(c));
@@ -40,7 +40,7 @@ function readBody(req) {
   });
 }
 
-function listen(server) {
+export function listen(server) {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server.address().port)));
 }
 

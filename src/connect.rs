@@ -4,7 +4,8 @@
 
 use crate::app::{call, now_ms, random_bytes, App};
 use crate::core::connect::{
-    confirm_page, form_page, message_page, validate_form, FormErrors, LinkRecord, LinkState, PAGE_HEADERS,
+    confirm_page, form_page, message_page, page_csp, validate_form, FormErrors, LinkRecord, LinkState,
+    PAGE_HEADERS,
 };
 use crate::core::encoding::{b64url, ct_eq, hex};
 use crate::core::keys;
@@ -43,19 +44,38 @@ pub async fn mint_link(
     Ok((format!("{}/connect/{token}", app.public_origin), expires_at))
 }
 
-fn html(status: u16, body: String, cookie: Option<String>) -> Response {
+fn page_response(status: u16, body: String, csp: &str, cookie: Option<String>) -> Response {
     let headers = Headers::new();
     for (name, value) in PAGE_HEADERS {
         let _ = headers.set(name, value);
     }
+    let _ = headers.set("Content-Security-Policy", csp);
     if let Some(cookie) = cookie {
         let _ = headers.set("Set-Cookie", &cookie);
     }
     Response::builder().with_status(status).with_headers(headers).fixed(body.into_bytes())
 }
 
+fn html(status: u16, body: String, cookie: Option<String>) -> Response {
+    page_response(status, body, &page_csp(false, false), cookie)
+}
+
 fn message(status: u16, title: &str, text: &str) -> Response {
     html(status, message_page(title, text), None)
+}
+
+/// The page a finished or refused link shows.
+fn link_outcome_page(outcome: LinkOutcome, upstream: &str) -> Response {
+    match outcome {
+        LinkOutcome::Completed => message(
+            200,
+            "Connected",
+            &format!("Your account for {upstream} is connected. You can close this page."),
+        ),
+        LinkOutcome::Used => Refusal::USED.page(),
+        LinkOutcome::Expired => Refusal::EXPIRED.page(),
+        LinkOutcome::NotFound => Refusal::NOT_FOUND.page(),
+    }
 }
 
 /// A link that cannot be used, as the page the user sees.
@@ -105,18 +125,31 @@ async fn open_link(app: &App, token: &str) -> Result<Result<OpenLink, Refusal>, 
     Ok(Ok(OpenLink { hash, store, link, upstream }))
 }
 
-/// The CSRF cookie (double submit): `__Host-` on https, where browsers enforce its rules.
-fn csrf_cookie_name(app: &App) -> &'static str {
+/// The double-submit CSRF cookie of the connect forms.
+const CSRF_COOKIE: &str = "mab_csrf";
+/// Binds an OAuth callback to the browser that pressed "Continue" (login CSRF, RFC 6749
+/// §10.12): `Lax`, because the authorization server sends the browser back cross-site.
+const OAUTH_COOKIE: &str = "mab_oauth";
+
+/// A cookie's name: `__Host-` on https, where browsers enforce its rules.
+fn cookie_name(app: &App, base: &str) -> String {
     if app.public_origin.starts_with("https://") {
-        "__Host-mab_csrf"
+        format!("__Host-{base}")
     } else {
-        "mab_csrf"
+        base.to_string()
     }
 }
 
-fn csrf_cookie(app: &App, value: &str) -> String {
+fn set_cookie(app: &App, base: &str, value: &str, same_site: &str, max_age: u64) -> String {
     let secure = if app.public_origin.starts_with("https://") { "; Secure" } else { "" };
-    format!("{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age=3600{secure}", csrf_cookie_name(app))
+    format!(
+        "{}={value}; Path=/; HttpOnly; SameSite={same_site}; Max-Age={max_age}{secure}",
+        cookie_name(app, base)
+    )
+}
+
+fn is_random_token(v: &str) -> bool {
+    v.len() == 43 && v.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
 }
 
 fn cookie_value(req: &Request, name: &str) -> Option<String> {
@@ -134,7 +167,7 @@ fn nothing_to_connect(upstream: &Upstream) -> Option<Response> {
 }
 
 /// `GET /connect/{token}`.
-pub async fn page(app: &App, token: &str) -> Result<Response, Error> {
+pub async fn page(app: &App, req: &Request, token: &str) -> Result<Response, Error> {
     let open = match open_link(app, token).await? {
         Ok(open) => open,
         Err(refusal) => return Ok(refusal.page()),
@@ -142,14 +175,20 @@ pub async fn page(app: &App, token: &str) -> Result<Response, Error> {
     if let Some(resp) = nothing_to_connect(&open.upstream) {
         return Ok(resp);
     }
-    let csrf = b64url(&random_bytes::<32>());
-    let (id, expires_at) = (&open.upstream.id, open.link.expires_at);
-    let body = if open.upstream.oauth.is_some() {
-        confirm_page(id, &csrf, expires_at)
+    // One CSRF value per browser, so two open links (or tabs) do not invalidate each other.
+    let csrf = cookie_value(req, &cookie_name(app, CSRF_COOKIE))
+        .filter(|v| is_random_token(v))
+        .unwrap_or_else(|| b64url(&random_bytes::<32>()));
+    let cookie = Some(set_cookie(app, CSRF_COOKIE, &csrf, "Strict", 3600));
+    let (subject, id, expires_at) = (&open.link.subject, &open.upstream.id, open.link.expires_at);
+    Ok(if open.upstream.oauth.is_some() {
+        let csp = page_csp(true, app.config.allow_private_upstreams);
+        page_response(200, confirm_page(subject, id, &csrf, expires_at), &csp, cookie)
     } else {
-        form_page(id, &open.upstream.user_fields, &csrf, expires_at, &FormErrors::new(), &[])
-    };
-    Ok(html(200, body, Some(csrf_cookie(app, &csrf))))
+        let body =
+            form_page(subject, id, &open.upstream.user_fields, &csrf, expires_at, &FormErrors::new(), &[]);
+        html(200, body, cookie)
+    })
 }
 
 /// `POST /connect/{token}`: the form, checked, sealed and stored; the link used up.
@@ -165,7 +204,7 @@ pub async fn submit(app: &App, mut req: Request, token: &str) -> Result<Response
     let form: Vec<(String, String)> =
         url::form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
     let submitted_csrf = form.iter().find(|(k, _)| k == "csrf").map(|(_, v)| v.as_str()).unwrap_or("");
-    let cookie = cookie_value(&req, csrf_cookie_name(app)).unwrap_or_default();
+    let cookie = cookie_value(&req, &cookie_name(app, CSRF_COOKIE)).unwrap_or_default();
     if submitted_csrf.is_empty() || !ct_eq(submitted_csrf.as_bytes(), cookie.as_bytes()) {
         return Ok(message(
             403,
@@ -175,10 +214,16 @@ pub async fn submit(app: &App, mut req: Request, token: &str) -> Result<Response
         ));
     }
     if open.upstream.oauth.is_some() {
+        let browser = b64url(&random_bytes::<32>());
+        let browser_hash = hex(&keys::hash(&browser));
         return Ok(
-            match oauth::begin(app, &open.store, &open.hash, &open.link.subject, &open.upstream).await {
+            match oauth::begin(app, &open.store, &open.hash, &open.link.subject, &open.upstream, browser_hash)
+                .await
+            {
                 Ok(url) => {
-                    let resp = message(303, "Continue to sign in", "Continue to the sign-in page.");
+                    let cookie = set_cookie(app, OAUTH_COOKIE, &browser, "Lax", oauth::PENDING_MS / 1000);
+                    let body = message_page("Continue to sign in", "Continue to the sign-in page.");
+                    let resp = page_response(303, body, &page_csp(false, false), Some(cookie));
                     let _ = resp.headers().set("Location", &url);
                     resp
                 }
@@ -201,6 +246,7 @@ pub async fn submit(app: &App, mut req: Request, token: &str) -> Result<Response
         Ok(values) => values,
         Err(errors) => {
             let body = form_page(
+                &open.link.subject,
                 &open.upstream.id,
                 &open.upstream.user_fields,
                 submitted_csrf,
@@ -219,36 +265,22 @@ pub async fn submit(app: &App, mut req: Request, token: &str) -> Result<Response
     let outcome: LinkOutcome =
         call(&open.store, &Op::CompleteLink { hash: open.hash, values: sealed, oauth: None, scopes: None })
             .await?;
-    Ok(match outcome {
-        LinkOutcome::Completed => message(
-            200,
-            "Connected",
-            &format!("Your account for {} is connected. You can close this page.", open.upstream.id),
-        ),
-        LinkOutcome::Used => Refusal::USED.page(),
-        LinkOutcome::Expired => Refusal::EXPIRED.page(),
-        LinkOutcome::NotFound => Refusal::NOT_FOUND.page(),
-    })
+    Ok(link_outcome_page(outcome, &open.upstream.id))
 }
 
 /// `GET /oauth/callback`: the end of an OAuth connect, as a page.
 pub async fn callback(app: &App, req: &Request) -> Result<Response, Error> {
     let url = req.url().map_err(Error::internal)?;
-    Ok(match oauth::finish(app, &url).await? {
-        Finished::Connected(upstream) => message(
-            200,
-            "Connected",
-            &format!("Your account for {upstream} is connected. You can close this page."),
-        ),
+    let browser = cookie_value(req, &cookie_name(app, OAUTH_COOKIE));
+    Ok(match oauth::finish(app, &url, browser.as_deref()).await? {
+        Finished::Connected(upstream) => link_outcome_page(LinkOutcome::Completed, &upstream),
         Finished::Denied => message(
             403,
             "Not connected",
             "You did not allow access, so nothing was changed. To connect later, open your connect link again.",
         ),
         Finished::Refused(why) => message(400, "Sign-in not accepted", why),
-        Finished::LinkGone(LinkOutcome::Used) => Refusal::USED.page(),
-        Finished::LinkGone(LinkOutcome::Expired) => Refusal::EXPIRED.page(),
-        Finished::LinkGone(_) => Refusal::NOT_FOUND.page(),
+        Finished::LinkGone(outcome) => link_outcome_page(outcome, ""),
         Finished::ServerFailed => message(
             502,
             "Cannot connect right now",

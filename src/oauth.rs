@@ -5,7 +5,7 @@
 
 use crate::app::{call, now_ms, random_bytes, App};
 use crate::core::config::Config;
-use crate::core::encoding::hex;
+use crate::core::encoding::{ct_eq, hex};
 use crate::core::keys;
 use crate::core::oauth::discovery::{
     authorization_server_urls, parse_authorization_server, parse_protected_resource, protected_resource_urls,
@@ -19,6 +19,7 @@ use crate::core::oauth::pkce;
 use crate::core::oauth::token::{
     revocation_request, token_request, AuthMethod, ClientAuth, Grant, TokenOutcome, TokenRequest, Tokens,
 };
+use crate::core::policy::check_url;
 use crate::core::upstream::Upstream;
 use crate::error::Error;
 use crate::outbound::{oauth_request, Answer, OutboundError};
@@ -115,8 +116,10 @@ pub async fn discover(config: &Config, upstream: &Upstream) -> Result<(AuthServe
 }
 
 /// KV key of a dynamic registration, per upstream and issuer.
-fn registration_key(upstream: &str, issuer: &str) -> String {
-    format!("oauth-registration:{upstream}:{}", hex(&Sha256::digest(issuer.as_bytes())[..8]))
+fn registration_key(upstream: &str, issuer: &str, redirect_uri: &str) -> String {
+    // Per redirect URI too: a Worker reachable under two origins registers once for each.
+    let digest = Sha256::digest(format!("{issuer}\n{redirect_uri}").as_bytes());
+    format!("oauth-registration:{upstream}:{}", hex(&digest[..8]))
 }
 
 /// The gateway's client at `server`, with its secret in the clear: the operator's, else the
@@ -155,7 +158,7 @@ async fn client_identity(
         )
     })?;
     let store = app.config_store()?;
-    let key = registration_key(&upstream.id, &server.issuer);
+    let key = registration_key(&upstream.id, &server.issuer, &redirect_uri(&app.public_origin));
     let context = format!("oauth-registration:{}", upstream.id);
     let stored = store.raw(&key).await?;
     let registered = match stored.and_then(|sealed| app.keyring().ok()?.open(&context, &sealed).ok()) {
@@ -203,8 +206,12 @@ pub async fn begin(
     link_hash: &str,
     subject: &str,
     upstream: &Upstream,
+    browser_hash: String,
 ) -> Result<String, SetupError> {
     let (server, supported) = discover(&app.config, upstream).await?;
+    // The browser goes there with `state` and the PKCE challenge: https only, like any endpoint.
+    check_url(&server.authorization_endpoint, app.config.allow_private_upstreams)
+        .map_err(|e| SetupError(format!("authorization endpoint {e}")))?;
     let (client, secret) = client_identity(app, upstream, &server).await?;
     let settings = upstream.oauth.clone().unwrap_or_default();
     let resource = settings.resource.then(|| upstream.url.clone());
@@ -243,8 +250,9 @@ pub async fn begin(
         redirect_uri: redirect,
         scopes,
         expires_at: now_ms() + PENDING_MS,
+        browser_hash,
     };
-    let op = Op::BeginAuthorization { state_hash: hex(&keys::hash(&state)), pending };
+    let op = Op::BeginAuthorization { state_hash: hex(&keys::hash(&state)), pending: Box::new(pending) };
     call::<serde_json::Value>(store, &op).await?;
     Ok(url)
 }
@@ -302,7 +310,8 @@ pub fn seal_grant(
             .map(|rt| seal("oauth.refresh_token", rt))
             .or(previous_refresh),
         issued_at: now,
-        expires_at: tokens.expires_in.map(|s| now + s * 1000),
+        // At most a year: a silly `expires_in` must not overflow into the past.
+        expires_at: tokens.expires_in.map(|s| now + s.min(365 * 24 * 3600) * 1000),
         client,
     }
 }
@@ -318,7 +327,7 @@ pub enum Finished {
 
 /// `GET /oauth/callback`: the pending authorization its `state` names (once), the RFC 9207
 /// check, the code exchange, and the connection stored with the link used up.
-pub async fn finish(app: &App, url: &Url) -> Result<Finished, Error> {
+pub async fn finish(app: &App, url: &Url, browser: Option<&str>) -> Result<Finished, Error> {
     let cb = Callback::from_query(url);
     let Some(state) = cb.state.as_deref().and_then(keys::parse_state) else {
         return Ok(Finished::Refused("This sign-in response is not one this gateway is waiting for."));
@@ -333,9 +342,25 @@ pub async fn finish(app: &App, url: &Url) -> Result<Finished, Error> {
             "This sign-in response was already used, has expired, or was not sent by this gateway. Open your connect link again.",
         ));
     };
+    // The browser that pressed "Continue" must be the one coming back: otherwise someone else's
+    // sign-in would be stored as this subject's connection.
+    let same_browser =
+        browser.is_some_and(|b| ct_eq(hex(&keys::hash(b)).as_bytes(), pending.browser_hash.as_bytes()));
+    if !same_browser {
+        return Ok(Finished::Refused(
+            "This sign-in was started in another browser. Open your connect link again in this browser.",
+        ));
+    }
     let code = match check_callback(&cb, &pending.server) {
         Ok(code) => code,
-        Err(CallbackError::Denied(_)) => return Ok(Finished::Denied),
+        Err(CallbackError::Denied(error)) if error == "access_denied" => return Ok(Finished::Denied),
+        Err(CallbackError::Denied(error)) => {
+            worker::console_error!(
+                "mcp-authbridge: authorization for '{}' answered {error}",
+                pending.upstream
+            );
+            return Ok(Finished::ServerFailed);
+        }
         Err(CallbackError::MissingCode) => {
             return Ok(Finished::Refused("The sign-in response carries no code."))
         }

@@ -38,7 +38,7 @@ pub async fn handle(app: &App, req: Request) -> Response {
         (_, ["sse", _, "messages"]) => Err(Error::MethodNotAllowed { allow: "POST, OPTIONS" }),
 
         // Connect links (API.md §3)
-        (Method::Get, ["connect", token]) => crate::connect::page(app, token).await,
+        (Method::Get, ["connect", token]) => crate::connect::page(app, &req, token).await,
         (Method::Post, ["connect", token]) => crate::connect::submit(app, req, token).await,
         (_, ["connect", _]) => Err(Error::MethodNotAllowed { allow: "GET, POST" }),
         (Method::Get, ["oauth", "callback"]) => crate::connect::callback(app, &req).await,

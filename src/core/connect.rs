@@ -89,19 +89,38 @@ pub fn escape_html(s: &str) -> String {
     out
 }
 
-/// Headers every page carries: no framing, no leaking the link through `Referer`, no caching,
-/// no scripts.
-pub const PAGE_HEADERS: [(&str, &str); 6] = [
+/// Headers every page carries besides its CSP: no framing, no leaking the link through
+/// `Referer`, no caching, no sniffing.
+pub const PAGE_HEADERS: [(&str, &str); 5] = [
     ("Content-Type", "text/html; charset=utf-8"),
-    (
-        "Content-Security-Policy",
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    ),
     ("X-Frame-Options", "DENY"),
     ("Referrer-Policy", "no-referrer"),
     ("Cache-Control", "no-store"),
     ("X-Content-Type-Options", "nosniff"),
 ];
+
+/// The pages' Content-Security-Policy: no scripts, no framing, forms post only here. The OAuth
+/// confirm form is answered by a redirect to the authorization server, and browsers apply
+/// `form-action` to that redirect too, so that page also allows https (and http in local
+/// development) as a form target.
+pub fn page_csp(form_redirects: bool, allow_http: bool) -> String {
+    let targets = match (form_redirects, allow_http) {
+        (false, _) => "'self'",
+        (true, false) => "'self' https:",
+        (true, true) => "'self' https: http:",
+    };
+    format!(
+        "default-src 'none'; style-src 'unsafe-inline'; form-action {targets}; frame-ancestors 'none'; base-uri 'none'"
+    )
+}
+
+/// Who the page connects: a link belongs to one subject, and whoever opens it should know which.
+fn whose(subject: &str) -> String {
+    format!(
+        "<p>This connects the account of <strong>{}</strong>. If that is not you, close this page.</p>",
+        escape_html(subject)
+    )
+}
 
 const STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;color:#1b1b1b}\
 label{display:block;margin-top:1rem;font-weight:600}input{display:block;width:100%;padding:.5rem;font:inherit;box-sizing:border-box}\
@@ -124,6 +143,7 @@ pub fn message_page(title: &str, message: &str) -> String {
 /// The form for an upstream's `user_fields`. `csrf` goes in a hidden field and must match the
 /// cookie set with the page. Values typed into secret fields are never put back into the page.
 pub fn form_page(
+    subject: &str,
     upstream: &str,
     fields: &[UserField],
     csrf: &str,
@@ -133,9 +153,10 @@ pub fn form_page(
 ) -> String {
     let mut body = format!(
         "<p>Connect your account for <strong>{}</strong>. What you enter here is stored encrypted and sent \
-         only to that service, with your requests.</p><p>This link works once and expires at {} (UTC).</p>\
+         only to that service, with your requests.</p>{}<p>This link works once and expires at {} (UTC).</p>\
          <form method=\"post\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">",
         escape_html(upstream),
+        whose(subject),
         rfc3339(expires_at),
         escape_html(csrf)
     );
@@ -163,13 +184,14 @@ pub fn form_page(
 }
 
 /// The confirm step for an OAuth upstream: one button, then the redirect to its sign-in page.
-pub fn confirm_page(upstream: &str, csrf: &str, expires_at: u64) -> String {
+pub fn confirm_page(subject: &str, upstream: &str, csrf: &str, expires_at: u64) -> String {
     let body = format!(
         "<p>Connect your account for <strong>{u}</strong>. You will be sent to its sign-in page; after you \
          agree there, you come back here. The gateway then keeps your access encrypted and uses it only \
-         for your requests to {u}.</p><p>This link works once and expires at {} (UTC).</p>\
+         for your requests to {u}.</p>{}<p>This link works once and expires at {} (UTC).</p>\
          <form method=\"post\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
          <button type=\"submit\">Continue to sign in</button></form>",
+        whose(subject),
         rfc3339(expires_at),
         escape_html(csrf),
         u = escape_html(upstream),
@@ -228,6 +250,7 @@ mod tests {
         let mut errors = FormErrors::new();
         errors.insert("region".into(), "Please fill this in.");
         let html = form_page(
+            "alice@example.com",
             "tick<ets>",
             &fields(),
             "csrf\"x",
@@ -245,7 +268,11 @@ mod tests {
         assert!(!html.contains("<script"));
         assert_eq!(escape_html("<a href='x'>&"), "&lt;a href=&#39;x&#39;&gt;&amp;");
         assert!(message_page("Done", "<b>").contains("&lt;b&gt;"));
-        let confirm = confirm_page("git<hub>", "tok", 0);
+        assert!(html.contains("account of <strong>alice@example.com</strong>"));
+        let confirm = confirm_page("bob", "git<hub>", "tok", 0);
+        assert!(confirm.contains("<strong>bob</strong>"));
+        assert!(page_csp(false, true).contains("form-action 'self';"));
+        assert!(page_csp(true, false).contains("form-action 'self' https:;"));
         assert!(
             confirm.contains("git&lt;hub&gt;")
                 && confirm.contains("value=\"tok\"")

@@ -4,7 +4,7 @@
 //! |---|---|---|---|
 //! | KV `CONFIG` | `upstream:{id}` | `Upstream` JSON (OAuth client secret sealed, context `oauth-client:{id}`) | read-mostly |
 //! | KV `CONFIG` | `secret:{name}` | sealed operator secret, context `secret:{name}` | |
-//! | KV `CONFIG` | `oauth-registration:{upstream}:{16 hex of sha256(issuer)}` | sealed RFC 7591 registration response, context `oauth-registration:{upstream}` | made once per upstream and issuer |
+//! | KV `CONFIG` | `oauth-registration:{upstream}:{16 hex of sha256(issuer, redirect URI)}` | sealed RFC 7591 registration response, context `oauth-registration:{upstream}` | made once per upstream and issuer |
 //! | DO `SubjectStore` (one per subject, `idFromName(subject)`) | `subject` | the subject id | written on first use |
 //! | DO | `key:{sha256 hex}` | `KeyRecord` | the source of truth for keys: revocation is immediate |
 //! | DO | `keyid:{id}` | sha256 hex of that key | for listing and revoking by id |

@@ -69,7 +69,7 @@ pub enum Op {
     /// Keeps a pending authorization (≤ 10 minutes) under the SHA-256 of its `state`.
     BeginAuthorization {
         state_hash: String,
-        pending: PendingAuthorization,
+        pending: Box<PendingAuthorization>,
     },
     /// Takes a pending authorization out, once: a second callback with the same `state` finds
     /// nothing.
@@ -121,6 +121,8 @@ pub struct PendingAuthorization {
     pub redirect_uri: String,
     pub scopes: Vec<String>,
     pub expires_at: u64,
+    /// SHA-256 (hex) of the cookie that binds the callback to the browser that started it.
+    pub browser_hash: String,
 }
 
 pub fn pending_context(subject: &str, upstream: &str) -> String {

@@ -14,18 +14,21 @@ use crate::core::seal::Keyring;
 use crate::store::protocol::{connection_value_context, user_secret_context};
 use serde::Serialize;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use worker::*;
 
 #[durable_object]
 pub struct SubjectStore {
     state: State,
     env: Env,
+    /// Per upstream: until when refreshing is not tried again after the server failed.
+    refresh_failed_until: RefCell<HashMap<String, u64>>,
 }
 
 impl DurableObject for SubjectStore {
     fn new(state: State, env: Env) -> Self {
-        SubjectStore { state, env }
+        SubjectStore { state, env, refresh_failed_until: RefCell::new(HashMap::new()) }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
@@ -34,6 +37,12 @@ impl DurableObject for SubjectStore {
         Response::from_json(&reply)
     }
 }
+
+/// How long a failed refresh is not retried.
+const REFRESH_BACKOFF_MS: u64 = 5_000;
+
+/// How long a used or expired link is remembered.
+const LINK_TOMBSTONE_MS: u64 = 7 * 24 * 3600 * 1000;
 
 /// Live links kept per subject and upstream.
 const MAX_LIVE_LINKS: usize = 20;
@@ -151,18 +160,21 @@ impl SubjectStore {
                 let Some(conn) = storage.get::<Connection>(&key).await? else {
                     return Ok(json!({ "deleted": false }));
                 };
-                // RFC 7009 where the server offers it, then forget: a server that is down does
-                // not keep the user connected against the operator's wish.
+                // Forget first (so no refresh can store a new grant meanwhile), then revoke the
+                // copy read (RFC 7009) where the server offers it: a server that is down does not
+                // keep the user connected against the operator's wish.
+                storage.delete(&key).await?;
                 let revoked = match (&conn.oauth, self.subject().await?) {
                     (Some(grant), Some(subject)) => revoke_grant(&self.env, &subject, &upstream, grant).await,
                     _ => false,
                 };
-                storage.delete(&key).await?;
                 Ok(json!({ "deleted": true, "revoked": revoked }))
             }
             Op::BeginAuthorization { state_hash, pending } => {
+                // One authorization in flight per link (a second "Continue" replaces the first),
+                // and none kept past its time.
                 for (hash, p) in self.list_prefix::<PendingAuthorization>("pending:").await? {
-                    if p.expires_at <= now_ms() {
+                    if p.expires_at <= now_ms() || p.link_hash == pending.link_hash {
                         storage.delete(&format!("pending:{hash}")).await?;
                     }
                 }
@@ -199,9 +211,12 @@ impl SubjectStore {
         let now = now_ms();
         let mut live: Vec<(String, LinkRecord)> = Vec::new();
         for (hash, link) in self.list_prefix::<LinkRecord>("link:").await? {
-            if link.state(now) != LinkState::Usable {
+            // A used or expired link stays a while, so that opening it again says so (410)
+            // instead of "not found".
+            let done_at = link.used_at.unwrap_or(link.expires_at);
+            if link.state(now) != LinkState::Usable && done_at + LINK_TOMBSTONE_MS < now {
                 self.storage().delete(&format!("link:{hash}")).await?;
-            } else if link.upstream == upstream {
+            } else if link.upstream == upstream && link.state(now) == LinkState::Usable {
                 live.push((hash, link));
             }
         }
@@ -252,8 +267,20 @@ impl SubjectStore {
     /// and then find the new token instead of refreshing again.
     async fn refresh(&self, upstream: &str, rejected: Option<String>) -> Result<Refreshed> {
         let Some(subject) = self.subject().await? else { return Ok(Refreshed::ConnectionRequired) };
+        // After a failure, do not queue every request behind another slow attempt for a while.
+        let backoff = self.refresh_failed_until.borrow().get(upstream).copied();
+        if backoff.is_some_and(|until| now_ms() < until) {
+            return Ok(Refreshed::Unavailable);
+        }
         let work = refresh_grant(self.storage(), self.env.clone(), subject, upstream.to_string(), rejected);
-        self.state.block_concurrency_while(async move { Ok(work.await) }).await
+        let outcome = self.state.block_concurrency_while(async move { Ok(work.await) }).await?;
+        let mut failed = self.refresh_failed_until.borrow_mut();
+        if outcome == Refreshed::Unavailable {
+            failed.insert(upstream.to_string(), now_ms() + REFRESH_BACKOFF_MS);
+        } else {
+            failed.remove(upstream);
+        }
+        Ok(outcome)
     }
 
     async fn resolve(
@@ -353,8 +380,10 @@ async fn refresh_grant(
     rejected: Option<String>,
 ) -> Refreshed {
     let key = format!("conn:{upstream}");
-    let Ok(Some(mut conn)) = storage.get::<Connection>(&key).await else {
-        return Refreshed::ConnectionRequired;
+    let mut conn = match storage.get::<Connection>(&key).await {
+        Ok(Some(conn)) => conn,
+        Ok(None) => return Refreshed::ConnectionRequired,
+        Err(_) => return Refreshed::Unavailable,
     };
     let Some(grant) = conn.oauth.clone() else { return Refreshed::ConnectionRequired };
     let now = now_ms();
@@ -417,18 +446,26 @@ async fn refresh_grant(
     }
 }
 
-/// RFC 7009: revokes the refresh token (which ends the grant), else the access token.
+/// RFC 7009: revokes the refresh token (which ends the grant) and the access token, where the
+/// server allows; true when the grant's longest-lived token was revoked.
 async fn revoke_grant(env: &Env, subject: &str, upstream: &str, grant: &OAuthGrant) -> bool {
     let Some(endpoint) = &grant.client.revocation_endpoint else { return false };
     let config = crate::app::config(env);
     let Ok(keyring) = crate::app::keyring(&config) else { return false };
     let Some(client) = grant_client(&keyring, subject, upstream, grant) else { return false };
-    let (sealed, name, hint) = match &grant.refresh_token {
-        Some(rt) => (rt, "oauth.refresh_token", "refresh_token"),
-        None => (&grant.access_token, "oauth.access_token", "access_token"),
-    };
-    let Ok(token) = keyring.open_string(&connection_value_context(subject, upstream, name), sealed) else {
-        return false;
-    };
-    crate::oauth::revoke(&config, &client, endpoint, &token, hint).await
+    let tokens = [
+        (grant.refresh_token.as_ref(), "oauth.refresh_token", "refresh_token"),
+        (Some(&grant.access_token), "oauth.access_token", "access_token"),
+    ];
+    let mut first = None;
+    for (sealed, name, hint) in tokens {
+        let Some(sealed) = sealed else { continue };
+        let Ok(token) = keyring.open_string(&connection_value_context(subject, upstream, name), sealed)
+        else {
+            continue;
+        };
+        let ok = crate::oauth::revoke(&config, &client, endpoint, &token, hint).await;
+        first.get_or_insert(ok);
+    }
+    first.unwrap_or(false)
 }

@@ -29,12 +29,17 @@ async function rawCall(key, id = 1) {
   return { status: r.status, json, headers: r.headers };
 }
 
-/** Opens a connect link and presses "Continue": returns the authorization URL and the callback. */
+/**
+ * Opens a connect link and presses "Continue", like a browser: returns the authorization URL and
+ * the cookie that binds the callback to this browser.
+ */
 async function startConnect(url) {
   const page = await fetch(url);
   const html = await page.text();
   assert.equal(page.status, 200, html);
   assert.match(html, /Continue to sign in/);
+  // Browsers apply form-action to the redirect that answers the form: it must allow the AS.
+  assert.match(page.headers.get('content-security-policy'), /form-action 'self' https: http:/);
   const csrf = html.match(/name="csrf" value="([^"]+)"/)[1];
   const cookie = page.headers.get('set-cookie').split(';')[0];
   const go = await fetch(url, {
@@ -44,17 +49,22 @@ async function startConnect(url) {
     redirect: 'manual',
   });
   assert.equal(go.status, 303, await go.text());
-  return go.headers.get('location');
+  const binding = go.headers.get('set-cookie').split(';')[0];
+  assert.match(go.headers.get('set-cookie'), /HttpOnly; SameSite=Lax/);
+  return { authorize: go.headers.get('location'), binding };
 }
+
+/** Comes back to the gateway's callback in the browser that started the flow. */
+const back = (callback, binding) => fetch(callback, { redirect: 'manual', headers: { cookie: binding } });
 
 /** The whole connect flow for a subject, from the connect_url its first request got. */
 async function connect(subject, { deny = false } = {}) {
   const first = await rawCall(keys[subject]);
   assert.equal(first.status, 403);
-  const authorize = await startConnect(first.json.error.data.connect_url);
+  const { authorize, binding } = await startConnect(first.json.error.data.connect_url);
   const callback = await as.completeLogin(authorize, { user: subject, deny });
-  const done = await fetch(callback, { redirect: 'manual' });
-  return { status: done.status, text: await done.text(), callback, authorize };
+  const done = await back(callback, binding);
+  return { status: done.status, text: await done.text(), callback, authorize, binding };
 }
 
 function killGrants(subject) {
@@ -134,7 +144,14 @@ test('authorization server down: 503 with Retry-After, nothing lost, works again
   assert.equal(down.json.error.data.reason, 'authorization_server_unavailable');
   assert.equal((await gw.admin('GET', '/connections?subject=alice')).json.items[0].status, 'connected');
   as.setDown(false);
-  assert.equal((await rawCall(keys.alice)).status, 200);
+  // The gateway waits a few seconds before trying a failed server again (no request queue
+  // behind a dead server); then it works, with the same connection.
+  let status = 0;
+  for (let i = 0; i < 40 && status !== 200; i++) {
+    status = (await rawCall(keys.alice)).status;
+    if (status !== 200) await sleep(250);
+  }
+  assert.equal(status, 200);
 });
 
 test('invalid_grant: the user is asked to connect again, with a link', async () => {
@@ -155,23 +172,31 @@ test('callbacks: replayed, forged and wrong-issuer responses are refused; denial
   // Replay of a callback that already completed.
   const first = await connect('carol');
   assert.equal(first.status, 200);
-  const replay = await fetch(first.callback);
+  const replay = await back(first.callback, first.binding);
   assert.equal(replay.status, 400);
   await replay.text();
   // A state this gateway never issued.
   const forged = new URL(first.callback);
   forged.searchParams.set('state', 'mabs_' + randomBytes(32).toString('hex') + '_' + randomBytes(32).toString('base64url'));
-  const f = await fetch(forged);
+  const f = await back(forged, first.binding);
   assert.equal(f.status, 400);
   await f.text();
   // The right state, but an issuer that is not the server's (RFC 9207 mix-up).
   const links = await gw.admin('POST', '/links', { subject: 'dave', upstream: 'tickets' });
-  const authorize = await startConnect(links.json.url);
-  const callback = new URL(await as.completeLogin(authorize, { user: 'dave' }));
+  const started = await startConnect(links.json.url);
+  const callback = new URL(await as.completeLogin(started.authorize, { user: 'dave' }));
   callback.searchParams.set('iss', 'http://127.0.0.1:1');
-  const mixed = await fetch(callback);
+  const mixed = await back(callback, started.binding);
   assert.equal(mixed.status, 400);
   await mixed.text();
+  assert.deepEqual((await gw.admin('GET', '/connections?subject=dave')).json.items, []);
+  // Login CSRF: someone else's browser comes back with a valid callback for dave's flow (an
+  // attacker started it and lured the victim to the authorization URL): refused, nothing stored.
+  const lured = await startConnect(links.json.url);
+  const victimCallback = await as.completeLogin(lured.authorize, { user: 'victim' });
+  const victim = await fetch(victimCallback, { redirect: 'manual' });
+  assert.equal(victim.status, 400);
+  assert.match(await victim.text(), /started in another browser/);
   assert.deepEqual((await gw.admin('GET', '/connections?subject=dave')).json.items, []);
   // Denied consent: a plain page, not a 5xx, and no connection.
   const denied = await connect('dave', { deny: true });
@@ -185,7 +210,8 @@ test('callbacks: replayed, forged and wrong-issuer responses are refused; denial
 test('disconnect revokes at the authorization server, then forgets', async () => {
   const revocations = as.counts().revocations;
   assert.equal((await gw.admin('DELETE', '/subjects/carol/connections/tickets')).status, 204);
-  assert.equal(as.counts().revocations, revocations + 1);
+  assert.equal(as.counts().revocations, revocations + 2, 'refresh token, then access token');
+  assert.ok(as.revoked().some((r) => r.token_type_hint === 'refresh_token' && r.status === 200));
   const r = await rawCall(keys.carol);
   assert.equal(r.status, 403);
   assert.equal(r.json.error.data.reason, 'connection_required');
@@ -229,9 +255,10 @@ test('an operator-registered confidential client, with client_secret_basic and c
     assert.ok(!put.text.includes(client.client_secret));
     const key = (await gw.admin('POST', '/keys', { subject: 'fay', upstreams: [id] })).json.key;
     const link = await gw.admin('POST', '/links', { subject: 'fay', upstream: id });
-    const callback = await as.completeLogin(await startConnect(link.json.url), { user: 'fay' });
+    const started = await startConnect(link.json.url);
+    const callback = await as.completeLogin(started.authorize, { user: 'fay' });
     assert.equal(new URL(callback).searchParams.get('state')?.startsWith('mabs_'), true);
-    const done = await fetch(callback);
+    const done = await back(callback, started.binding);
     assert.equal(done.status, 200, await done.text());
     const r = await fetch(`${gw.base}/mcp/${id}`, {
       method: 'POST',

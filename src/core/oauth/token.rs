@@ -178,7 +178,9 @@ pub struct TokenError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenOutcome {
     Issued(Tokens),
-    /// `invalid_grant`: the refresh token or code is dead; the user must connect again.
+    /// `invalid_grant` (the refresh token or code is dead), or `invalid_client` /
+    /// `unauthorized_client` (the registration it belongs to is gone or changed): only the user
+    /// can make a new grant.
     InvalidGrant,
     /// Any other OAuth error, or a body that is neither.
     Failed(String),
@@ -203,7 +205,11 @@ pub fn parse_token_response(status: u16, content_type: &str, body: &[u8]) -> Tok
     };
     if value.get("error").is_some() || !(200..300).contains(&status) {
         return match serde_json::from_value::<TokenError>(value) {
-            Ok(e) if e.error == "invalid_grant" => TokenOutcome::InvalidGrant,
+            Ok(e)
+                if ["invalid_grant", "invalid_client", "unauthorized_client"].contains(&e.error.as_str()) =>
+            {
+                TokenOutcome::InvalidGrant
+            }
             Ok(e) => TokenOutcome::Failed(format!("token endpoint error {} ({status})", e.error)),
             Err(_) => TokenOutcome::Failed(format!("token endpoint answered {status}")),
         };
@@ -322,9 +328,18 @@ mod tests {
             TokenOutcome::InvalidGrant
         );
         assert!(matches!(parse_token_response(500, "text/html", b"<h1>oops"), TokenOutcome::Failed(_)));
-        assert!(
-            matches!(parse_token_response(401, "application/json", br#"{"error":"invalid_client"}"#), TokenOutcome::Failed(e) if e.contains("invalid_client"))
+        assert_eq!(
+            parse_token_response(401, "application/json", br#"{"error":"invalid_client"}"#),
+            TokenOutcome::InvalidGrant
         );
+        assert!(matches!(
+            parse_token_response(400, "application/json", br#"{"error":"invalid_scope"}"#),
+            TokenOutcome::Failed(e) if e.contains("invalid_scope")
+        ));
+        assert!(matches!(
+            parse_token_response(503, "application/json", br#"{"error":"temporarily_unavailable"}"#),
+            TokenOutcome::Failed(_)
+        ));
         assert!(matches!(
             parse_token_response(200, "application/json", br#"{"token_type":"Bearer"}"#),
             TokenOutcome::Failed(_)

@@ -47,7 +47,10 @@ pub struct SetupError(pub String);
 
 impl From<Error> for SetupError {
     fn from(e: Error) -> Self {
-        SetupError(e.describe().2)
+        match e {
+            Error::Internal { detail } => SetupError(detail),
+            e => SetupError(e.describe().2),
+        }
     }
 }
 
@@ -372,19 +375,10 @@ pub async fn finish(app: &App, url: &Url, browser: Option<&str>) -> Result<Finis
     let verifier = keyring
         .open_string(&pending_context(&subject, &pending.upstream), &pending.verifier)
         .map_err(Error::internal)?;
-    let secret_context = connection_value_context(&subject, &pending.upstream, "oauth.client_secret");
-    let secret = pending
+    let client = pending
         .client
-        .client_secret
-        .as_deref()
-        .map(|s| keyring.open_string(&secret_context, s))
-        .transpose()
-        .map_err(Error::internal)?;
-    let client = ClientAuth {
-        client_id: pending.client.client_id.clone(),
-        client_secret: secret,
-        method: pending.client.method,
-    };
+        .auth(&keyring, &subject, &pending.upstream)
+        .ok_or_else(|| Error::internal("cannot open the pending client secret"))?;
     let grant = Grant::AuthorizationCode {
         code: &code,
         redirect_uri: &pending.redirect_uri,
@@ -419,8 +413,15 @@ pub async fn finish(app: &App, url: &Url, browser: Option<&str>) -> Result<Finis
         scopes,
     };
     let outcome: LinkOutcome = call(&store, &op).await?;
-    Ok(match outcome {
-        LinkOutcome::Completed => Finished::Connected(pending.upstream),
-        other => Finished::LinkGone(other),
-    })
+    if outcome != LinkOutcome::Completed {
+        // Tokens were issued for a link that can no longer take them: give them back.
+        if let Some(endpoint) = &pending.client.revocation_endpoint {
+            if let Some(rt) = &tokens.refresh_token {
+                revoke(&app.config, &client, endpoint, rt, "refresh_token").await;
+            }
+            revoke(&app.config, &client, endpoint, &tokens.access_token, "access_token").await;
+        }
+        return Ok(Finished::LinkGone(outcome));
+    }
+    Ok(Finished::Connected(pending.upstream))
 }

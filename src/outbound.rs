@@ -77,13 +77,38 @@ pub async fn oauth_request(
     if let Some(a) = authorization {
         let _ = headers.set("Authorization", a);
     }
+    let started = js_sys::Date::now() as u64;
     let mut resp = send(method, url.as_str(), headers, body.map(String::into_bytes), timeout_ms).await?;
     let header = |name: &str| resp.headers().get(name).ok().flatten();
     let content_type = header("content-type").unwrap_or_default();
     let www_authenticate = header("www-authenticate");
-    let body = resp.bytes().await.map_err(|_| OutboundError::Unreachable)?;
-    if body.len() > MAX_ANSWER {
+    if header("content-length").and_then(|l| l.parse::<usize>().ok()).is_some_and(|l| l > MAX_ANSWER) {
         return Err(OutboundError::Unreachable);
     }
-    Ok(Answer { status: resp.status_code(), content_type, www_authenticate, body })
+    // The body shares the deadline: a server that trickles cannot hold a subject store (which
+    // waits for its refreshes) past it.
+    let left = timeout_ms.saturating_sub(js_sys::Date::now() as u64 - started).max(1);
+    let status = resp.status_code();
+    let reading = std::pin::pin!(read_capped(&mut resp));
+    let deadline = std::pin::pin!(Delay::from(Duration::from_millis(left)));
+    let body = match select(reading, deadline).await {
+        Either::Left((body, _)) => body?,
+        Either::Right(_) => return Err(OutboundError::Timeout),
+    };
+    Ok(Answer { status, content_type, www_authenticate, body })
+}
+
+/// Reads a body of at most `MAX_ANSWER` bytes.
+async fn read_capped(resp: &mut Response) -> Result<Vec<u8>, OutboundError> {
+    use futures_util::StreamExt;
+    let Ok(mut stream) = resp.stream() else { return Ok(Vec::new()) };
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| OutboundError::Unreachable)?;
+        if body.len() + chunk.len() > MAX_ANSWER {
+            return Err(OutboundError::Unreachable);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }

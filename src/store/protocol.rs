@@ -4,7 +4,8 @@
 use crate::core::connect::LinkRecord;
 use crate::core::keys::KeyRecord;
 use crate::core::oauth::discovery::AuthServer;
-use crate::core::oauth::token::AuthMethod;
+use crate::core::oauth::token::{AuthMethod, ClientAuth};
+use crate::core::seal::Keyring;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -94,6 +95,21 @@ pub struct OAuthClient {
     /// RFC 8707 resource sent with every token request, when the upstream wants it.
     #[serde(default)]
     pub resource: Option<String>,
+}
+
+impl OAuthClient {
+    /// This client's credentials for `subject` × `upstream`, its secret opened.
+    pub fn auth(&self, keyring: &Keyring, subject: &str, upstream: &str) -> Option<ClientAuth> {
+        let secret = match &self.client_secret {
+            Some(sealed) => Some(
+                keyring
+                    .open_string(&connection_value_context(subject, upstream, "oauth.client_secret"), sealed)
+                    .ok()?,
+            ),
+            None => None,
+        };
+        Some(ClientAuth { client_id: self.client_id.clone(), client_secret: secret, method: self.method })
+    }
 }
 
 /// A connection's OAuth tokens, sealed under `conn:{subject}:{upstream}:oauth.access_token` /

@@ -9,8 +9,7 @@ use super::protocol::{
 };
 use crate::core::connect::{LinkRecord, LinkState};
 use crate::core::keys::{Access, KeyRecord};
-use crate::core::oauth::token::{refresh_due, ClientAuth, Grant, TokenOutcome};
-use crate::core::seal::Keyring;
+use crate::core::oauth::token::{refresh_due, Grant, TokenOutcome};
 use crate::store::protocol::{connection_value_context, user_secret_context};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -257,9 +256,17 @@ impl SubjectStore {
         // One transaction: the link is used up exactly when the connection is stored.
         let entries = js_sys::Object::new();
         let conn_key = format!("conn:{}", link.upstream);
-        js_sys::Reflect::set(&entries, &conn_key.into(), &serde_wasm_bindgen::to_value(&conn)?)?;
+        js_sys::Reflect::set(&entries, &conn_key.as_str().into(), &serde_wasm_bindgen::to_value(&conn)?)?;
         js_sys::Reflect::set(&entries, &key.into(), &serde_wasm_bindgen::to_value(&link)?)?;
+        let previous = storage.get::<Connection>(&conn_key).await?.and_then(|c| c.oauth);
         storage.put_multiple_raw(entries).await?;
+        // A reconnect replaces a grant that may still be alive: end it at its server.
+        if let (Some(old), Some(subject)) = (previous, self.subject().await?) {
+            let (env, upstream) = (self.env.clone(), link.upstream.clone());
+            self.state.wait_until(async move {
+                revoke_grant(&env, &subject, &upstream, &old).await;
+            });
+        }
         Ok(LinkOutcome::Completed)
     }
 
@@ -352,23 +359,6 @@ impl SubjectStore {
     }
 }
 
-/// The subject's client at the grant's server, with its secret opened.
-fn grant_client(keyring: &Keyring, subject: &str, upstream: &str, grant: &OAuthGrant) -> Option<ClientAuth> {
-    let secret = match &grant.client.client_secret {
-        Some(sealed) => Some(
-            keyring
-                .open_string(&connection_value_context(subject, upstream, "oauth.client_secret"), sealed)
-                .ok()?,
-        ),
-        None => None,
-    };
-    Some(ClientAuth {
-        client_id: grant.client.client_id.clone(),
-        client_secret: secret,
-        method: grant.client.method,
-    })
-}
-
 /// Refreshes `upstream`'s token unless that is no longer needed: it is not due (or, after a
 /// 401, the rejected token was already replaced). Never fails: a failure inside
 /// `blockConcurrencyWhile` would reset the object, so every problem is an outcome.
@@ -400,7 +390,7 @@ async fn refresh_grant(
             .open_string(&connection_value_context(&subject, &upstream, "oauth.refresh_token"), sealed)
             .ok()
     });
-    let outcome = match (refresh_token, grant_client(&keyring, &subject, &upstream, &grant)) {
+    let outcome = match (refresh_token, grant.client.auth(&keyring, &subject, &upstream)) {
         (Some(rt), Some(client)) => {
             let req = Grant::Refresh { refresh_token: &rt, resource: grant.client.resource.as_deref() };
             crate::oauth::token_call(&config, &client, &grant.client.token_endpoint, &req).await
@@ -452,7 +442,7 @@ async fn revoke_grant(env: &Env, subject: &str, upstream: &str, grant: &OAuthGra
     let Some(endpoint) = &grant.client.revocation_endpoint else { return false };
     let config = crate::app::config(env);
     let Ok(keyring) = crate::app::keyring(&config) else { return false };
-    let Some(client) = grant_client(&keyring, subject, upstream, grant) else { return false };
+    let Some(client) = grant.client.auth(&keyring, subject, upstream) else { return false };
     let tokens = [
         (grant.refresh_token.as_ref(), "oauth.refresh_token", "refresh_token"),
         (Some(&grant.access_token), "oauth.access_token", "access_token"),

@@ -388,15 +388,12 @@ pub async fn finish(app: &App, url: &Url, browser: Option<&str>) -> Result<Finis
     let tokens = match token_call(&app.config, &client, &pending.client.token_endpoint, &grant).await {
         Some(TokenOutcome::Issued(t)) => t,
         other => {
-            worker::console_error!(
-                "mcp-authbridge: code exchange for '{}' failed: {:?}",
-                pending.upstream,
-                other.map(|o| match o {
-                    TokenOutcome::Failed(e) => e,
-                    TokenOutcome::InvalidGrant => "invalid_grant".into(),
-                    TokenOutcome::Issued(_) => String::new(),
-                })
-            );
+            let why = match other {
+                Some(TokenOutcome::Failed(e)) => e,
+                Some(_) => "the code or client was refused".into(),
+                None => "the token endpoint could not be reached".into(),
+            };
+            worker::console_error!("mcp-authbridge: code exchange for '{}' failed: {why}", pending.upstream);
             return Ok(Finished::ServerFailed);
         }
     };

@@ -25,7 +25,8 @@ use crate::error::Error;
 use crate::outbound::{oauth_request, Answer, OutboundError};
 use crate::store::kv::oauth_client_context;
 use crate::store::protocol::{
-    connection_value_context, pending_context, LinkOutcome, OAuthClient, OAuthGrant, Op, PendingAuthorization,
+    connection_value_context, pending_context, LinkOutcome, OAuthClient, OAuthGrant, Op,
+    PendingAuthorization, ACCESS_TOKEN, CLIENT_SECRET, REFRESH_TOKEN,
 };
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -235,7 +236,7 @@ pub async fn begin(
         },
     )
     .map_err(|_| SetupError("the authorization endpoint is not a URL".into()))?;
-    let secret_context = connection_value_context(subject, &upstream.id, "oauth.client_secret");
+    let secret_context = connection_value_context(subject, &upstream.id, CLIENT_SECRET);
     let pending = PendingAuthorization {
         link_hash: link_hash.into(),
         upstream: upstream.id.clone(),
@@ -306,12 +307,8 @@ pub fn seal_grant(
         keyring.seal(&connection_value_context(subject, upstream, name), value.as_bytes(), random_bytes())
     };
     OAuthGrant {
-        access_token: seal("oauth.access_token", &tokens.access_token),
-        refresh_token: tokens
-            .refresh_token
-            .as_deref()
-            .map(|rt| seal("oauth.refresh_token", rt))
-            .or(previous_refresh),
+        access_token: seal(ACCESS_TOKEN, &tokens.access_token),
+        refresh_token: tokens.refresh_token.as_deref().map(|rt| seal(REFRESH_TOKEN, rt)).or(previous_refresh),
         issued_at: now,
         // At most a year: a silly `expires_in` must not overflow into the past.
         expires_at: tokens.expires_in.map(|s| now + s.min(365 * 24 * 3600) * 1000),

@@ -18,7 +18,9 @@ use crate::core::upstream::{HeaderPlan, Transport, Upstream};
 use crate::error::Error;
 use crate::http;
 use crate::outbound::{self, OutboundError};
-use crate::store::protocol::{ConnectionSeen, ConnectionStatus, Op, Refreshed, Resolved, SealedValue};
+use crate::store::protocol::{
+    access_token_value, ConnectionSeen, ConnectionStatus, Op, Refreshed, Resolved, SealedValue, ACCESS_TOKEN,
+};
 use futures_util::future::join_all;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -111,7 +113,7 @@ async fn prepare(app: &App, req: &Request, upstream_id: &str, route: Route) -> R
         key_hash: hex(&key.hash),
         upstream: upstream_id.into(),
         user: plan.user_names(),
-        oauth: plan.sources.contains(&Source::OAuthAccessToken),
+        oauth: plan.uses_oauth(),
     };
     let (subject, values, connection) = match call::<Resolved>(&store, &op).await? {
         Resolved::InvalidKey => return Err(Error::InvalidKey),
@@ -158,22 +160,22 @@ async fn forward(
 ) -> Result<Response, Error> {
     let upstream_id = p.upstream.id.clone();
     let upstream_id = upstream_id.as_str();
-    let uses_oauth = p.plan.sources.contains(&Source::OAuthAccessToken);
+    let uses_oauth = p.plan.uses_oauth();
     // With OAuth, a 401 is answered by one refresh and one retry, which needs the body again.
     let mut retry_body = if uses_oauth { body.clone() } else { None };
     let mut body = body;
     let mut retried = false;
+    let listed = connection_listed(http::header(req, "connection").as_deref());
+    let forwarded: Vec<(String, String)> =
+        req.headers().entries().filter(|(name, _)| forward_request_header(name, &listed)).collect();
     let resp = loop {
         let rendered = match render_headers(app, &p).await {
             Err(Error::ConnectionRequired { .. }) => return Err(connection_required(app, &p).await),
             rendered => rendered?,
         };
         let out = Headers::new();
-        let listed = connection_listed(http::header(req, "connection").as_deref());
-        for (name, value) in req.headers().entries() {
-            if forward_request_header(&name, &listed) {
-                out.append(&name, &value).map_err(Error::internal)?;
-            }
+        for (name, value) in &forwarded {
+            out.append(name, value).map_err(Error::internal)?;
         }
         for (name, value) in &rendered {
             out.set(name, value).map_err(Error::internal)?;
@@ -184,17 +186,13 @@ async fn forward(
         }
         // The token was refused: refresh once (or take the token another request refreshed),
         // then retry once.
-        let Some(rejected) = p.values.get("oauth.access_token").map(|v| v.sealed.clone()) else { break resp };
+        let Some(rejected) = p.values.get(ACCESS_TOKEN).map(|v| v.sealed.clone()) else { break resp };
         let op = Op::RefreshAfterRejection { upstream: upstream_id.into(), rejected };
         match call::<Refreshed>(&p.store, &op).await? {
             Refreshed::Token { access_token, updated_at } => {
                 p.connection = Some(ConnectionSeen { status: ConnectionStatus::Connected, updated_at });
-                let context = crate::store::protocol::connection_value_context(
-                    &p.subject,
-                    upstream_id,
-                    "oauth.access_token",
-                );
-                p.values.insert("oauth.access_token".into(), SealedValue { context, sealed: access_token });
+                p.values
+                    .insert(ACCESS_TOKEN.into(), access_token_value(&p.subject, upstream_id, access_token));
             }
             Refreshed::ConnectionRequired => return Err(connection_required(app, &p).await),
             Refreshed::Unavailable => {
@@ -316,7 +314,7 @@ async fn render_headers(app: &App, p: &Prepared) -> Result<Vec<(String, String)>
                 }
             }
             Source::OAuthAccessToken => {
-                if let (Some(v), Some(ring)) = (p.values.get("oauth.access_token"), &keyring) {
+                if let (Some(v), Some(ring)) = (p.values.get(ACCESS_TOKEN), &keyring) {
                     values.insert(source, open(ring, &v.context, &v.sealed)?);
                 }
             }

@@ -281,6 +281,11 @@ impl HeaderPlan {
     pub fn per_user(&self) -> bool {
         self.sources.iter().any(Source::is_per_user)
     }
+
+    /// Whether a header carries the subject's OAuth access token.
+    pub fn uses_oauth(&self) -> bool {
+        self.sources.contains(&Source::OAuthAccessToken)
+    }
 }
 
 impl Upstream {

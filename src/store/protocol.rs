@@ -103,7 +103,7 @@ impl OAuthClient {
         let secret = match &self.client_secret {
             Some(sealed) => Some(
                 keyring
-                    .open_string(&connection_value_context(subject, upstream, "oauth.client_secret"), sealed)
+                    .open_string(&connection_value_context(subject, upstream, CLIENT_SECRET), sealed)
                     .ok()?,
             ),
             None => None,
@@ -222,6 +222,17 @@ pub struct Connection {
 
 pub fn user_secret_context(subject: &str, name: &str) -> String {
     format!("user:{subject}:{name}")
+}
+
+/// Names of a connection's OAuth values: keys of `Resolved::Ok::values` and sealing contexts.
+/// They cannot collide with user field names, which have no '.'.
+pub const ACCESS_TOKEN: &str = "oauth.access_token";
+pub const REFRESH_TOKEN: &str = "oauth.refresh_token";
+pub const CLIENT_SECRET: &str = "oauth.client_secret";
+
+/// A connection's sealed access token, as `Resolve` hands it out.
+pub fn access_token_value(subject: &str, upstream: &str, sealed: String) -> SealedValue {
+    SealedValue { context: connection_value_context(subject, upstream, ACCESS_TOKEN), sealed }
 }
 
 pub fn connection_value_context(subject: &str, upstream: &str, name: &str) -> String {

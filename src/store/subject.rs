@@ -10,7 +10,9 @@ use super::protocol::{
 use crate::core::connect::{LinkRecord, LinkState};
 use crate::core::keys::{Access, KeyRecord};
 use crate::core::oauth::token::{refresh_due, Grant, TokenOutcome};
-use crate::store::protocol::{connection_value_context, user_secret_context};
+use crate::store::protocol::{
+    access_token_value, connection_value_context, user_secret_context, ACCESS_TOKEN, REFRESH_TOKEN,
+};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::cell::RefCell;
@@ -350,8 +352,7 @@ impl SubjectStore {
                 Some(grant.access_token)
             };
             if let Some(sealed) = token {
-                let context = connection_value_context(&subject, upstream, "oauth.access_token");
-                values.insert("oauth.access_token".into(), SealedValue { context, sealed });
+                values.insert(ACCESS_TOKEN.into(), access_token_value(&subject, upstream, sealed));
             }
         }
         let connection = conn.map(|c| ConnectionSeen { status: c.status, updated_at: c.updated_at });
@@ -386,9 +387,7 @@ async fn refresh_grant(
     let config = crate::app::config(&env);
     let Ok(keyring) = crate::app::keyring(&config) else { return Refreshed::Unavailable };
     let refresh_token = grant.refresh_token.as_deref().and_then(|sealed| {
-        keyring
-            .open_string(&connection_value_context(&subject, &upstream, "oauth.refresh_token"), sealed)
-            .ok()
+        keyring.open_string(&connection_value_context(&subject, &upstream, REFRESH_TOKEN), sealed).ok()
     });
     let outcome = match (refresh_token, grant.client.auth(&keyring, &subject, &upstream)) {
         (Some(rt), Some(client)) => {
@@ -444,8 +443,8 @@ async fn revoke_grant(env: &Env, subject: &str, upstream: &str, grant: &OAuthGra
     let Ok(keyring) = crate::app::keyring(&config) else { return false };
     let Some(client) = grant.client.auth(&keyring, subject, upstream) else { return false };
     let tokens = [
-        (grant.refresh_token.as_ref(), "oauth.refresh_token", "refresh_token"),
-        (Some(&grant.access_token), "oauth.access_token", "access_token"),
+        (grant.refresh_token.as_ref(), REFRESH_TOKEN, "refresh_token"),
+        (Some(&grant.access_token), ACCESS_TOKEN, "access_token"),
     ];
     let mut first = None;
     for (sealed, name, hint) in tokens {

@@ -7,7 +7,10 @@ use crate::error::Error;
 use crate::store::kv::{ConfigStore, BINDING};
 use crate::store::protocol::Op;
 use serde::de::DeserializeOwned;
+use std::cell::OnceCell;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use wasm_bindgen_futures::JsFuture;
 use worker::{Context, Env, Method, Request, RequestInit, Stub};
 
 pub const SUBJECT_STORE: &str = "SUBJECTS";
@@ -15,7 +18,7 @@ pub const SUBJECT_STORE: &str = "SUBJECTS";
 pub struct App {
     pub env: Env,
     pub ctx: Context,
-    pub config: Config,
+    pub config: Rc<Config>,
     /// `PUBLIC_URL`, or the origin the request came to: the base of the links the gateway makes.
     pub public_origin: String,
 }
@@ -39,13 +42,28 @@ fn env_string(env: &Env, name: &str) -> Option<String> {
     })
 }
 
-/// The deployment's settings, for the Worker and the subject stores alike.
-pub fn config(env: &Env) -> Config {
-    Config::from_lookup(|name| env_string(env, name))
+thread_local! {
+    // An isolate runs one version of the Worker with one set of vars and secrets: read once.
+    static CONFIG: OnceCell<Rc<Config>> = const { OnceCell::new() };
+    static KEYRING: OnceCell<Rc<Keyring>> = const { OnceCell::new() };
 }
 
-/// The keys that seal and open stored secrets.
-pub fn keyring(config: &Config) -> Result<Keyring, Error> {
+/// The deployment's settings, for the Worker and the subject stores alike.
+pub fn config(env: &Env) -> Rc<Config> {
+    CONFIG.with(|c| c.get_or_init(|| Rc::new(Config::from_lookup(|name| env_string(env, name)))).clone())
+}
+
+/// The keys that seal and open stored secrets (parsed once per isolate).
+pub fn keyring(config: &Config) -> Result<Rc<Keyring>, Error> {
+    if let Some(ring) = KEYRING.with(|k| k.get().cloned()) {
+        return Ok(ring);
+    }
+    let ring = Rc::new(parse_keyring(config)?);
+    KEYRING.with(|k| k.set(ring.clone()).ok());
+    Ok(ring)
+}
+
+fn parse_keyring(config: &Config) -> Result<Keyring, Error> {
     match &config.encryption {
         Encryption::Key(b64) => Keyring::from_base64(b64).map_err(|_| Error::EncryptionKeyInvalid),
         Encryption::Development => {
@@ -72,7 +90,7 @@ impl App {
         env_string(&self.env, name)
     }
 
-    pub fn keyring(&self) -> Result<Keyring, Error> {
+    pub fn keyring(&self) -> Result<Rc<Keyring>, Error> {
         keyring(&self.config)
     }
 
@@ -111,9 +129,13 @@ pub async fn call<R: DeserializeOwned>(stub: &Stub, op: &Op) -> Result<R, Error>
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_body(Some(body.into()));
     let req = Request::new_with_init("https://subject-store/op", &init).map_err(Error::internal)?;
-    let mut resp = stub.fetch_with_request(req).await.map_err(Error::internal)?;
+    let resp = stub.fetch_with_request(req).await.map_err(Error::internal)?;
     if resp.status_code() != 200 {
         return Err(Error::internal(format!("subject store answered {}", resp.status_code())));
     }
-    resp.json().await.map_err(Error::internal)
+    // One `text()` promise; worker's own `Response::text` reads the body chunk by chunk.
+    let resp: web_sys::Response = resp.into();
+    let js_error = |e: wasm_bindgen::JsValue| Error::internal(format!("subject store answer: {e:?}"));
+    let text = JsFuture::from(resp.text().map_err(js_error)?).await.map_err(js_error)?;
+    serde_json::from_str(&text.as_string().unwrap_or_default()).map_err(Error::internal)
 }

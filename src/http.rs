@@ -42,6 +42,8 @@ pub async fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, Error
         if len > limit as u64 {
             return Err(too_large);
         }
+        // The runtime delivers exactly the declared length: read it in one piece.
+        return req.bytes().await.map_err(Error::internal);
     }
     if req.inner().body().is_none() {
         return Ok(Vec::new());

@@ -25,6 +25,7 @@ use futures_util::future::join_all;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::rc::Rc;
 use url::Url;
 use worker::{Headers, Method, Request, Response, Stub};
 
@@ -85,7 +86,7 @@ struct Prepared {
     routing: String,
     store: Stub,
     /// For a legacy stream: the keyring that seals its message URLs, taken before connecting.
-    keyring: Option<Keyring>,
+    keyring: Option<Rc<Keyring>>,
 }
 
 /// Steps 1–4: origin, key, upstream, scope, and the subject's sealed values (one Durable Object
@@ -364,7 +365,7 @@ fn session_target(app: &App, req: &Request, upstream: &Upstream, subject: &str) 
 }
 
 struct EndpointRewrite {
-    keyring: Keyring,
+    keyring: Rc<Keyring>,
     upstream_id: String,
     upstream_url: Url,
     subject: String,

@@ -1,10 +1,25 @@
 //! Operator configuration in KV: upstreams and operator secrets (schema in `store/mod.rs`).
 
+use crate::app::now_ms;
+use crate::core::cache::TtlCache;
 use crate::core::upstream::Upstream;
 use crate::error::Error;
+use std::cell::RefCell;
 use worker::kv::KvStore;
 
 pub const BINDING: &str = "CONFIG";
+
+/// How long an isolate trusts what it read from KV. Writes through this isolate take effect at
+/// once; writes through another isolate within this time (KV itself may take up to 60 s to
+/// spread between locations). Keys and connections are never cached: they live in the
+/// subject's Durable Object.
+pub const CACHE_TTL_MS: u64 = 10_000;
+const CACHE_ENTRIES: usize = 256;
+
+thread_local! {
+    static UPSTREAMS: RefCell<TtlCache<Option<Upstream>>> = RefCell::new(TtlCache::new(CACHE_TTL_MS, CACHE_ENTRIES));
+    static SECRETS: RefCell<TtlCache<Option<String>>> = RefCell::new(TtlCache::new(CACHE_TTL_MS, CACHE_ENTRIES));
+}
 
 fn upstream_key(id: &str) -> String {
     format!("upstream:{id}")
@@ -32,7 +47,13 @@ impl ConfigStore {
     }
 
     pub async fn upstream(&self, id: &str) -> Result<Option<Upstream>, Error> {
-        self.kv.get(&upstream_key(id)).json().await.map_err(Error::internal)
+        if let Some(hit) = UPSTREAMS.with_borrow(|c| c.get(id, now_ms())) {
+            return Ok(hit);
+        }
+        let began = UPSTREAMS.with_borrow(|c| c.generation());
+        let found: Option<Upstream> = self.kv.get(&upstream_key(id)).json().await.map_err(Error::internal)?;
+        UPSTREAMS.with_borrow_mut(|c| c.fill(id, found.clone(), now_ms(), began));
+        Ok(found)
     }
 
     pub async fn put_upstream(&self, upstream: &Upstream) -> Result<(), Error> {
@@ -42,11 +63,15 @@ impl ConfigStore {
             .map_err(Error::internal)?
             .execute()
             .await
-            .map_err(Error::internal)
+            .map_err(Error::internal)?;
+        UPSTREAMS.with_borrow_mut(|c| c.write(&upstream.id, Some(upstream.clone()), now_ms()));
+        Ok(())
     }
 
     pub async fn delete_upstream(&self, id: &str) -> Result<(), Error> {
-        self.kv.delete(&upstream_key(id)).await.map_err(Error::internal)
+        self.kv.delete(&upstream_key(id)).await.map_err(Error::internal)?;
+        UPSTREAMS.with_borrow_mut(|c| c.write(id, None, now_ms()));
+        Ok(())
     }
 
     pub async fn upstreams(&self) -> Result<Vec<Upstream>, Error> {
@@ -81,15 +106,23 @@ impl ConfigStore {
     }
 
     pub async fn secret(&self, name: &str) -> Result<Option<String>, Error> {
-        self.kv.get(&secret_key(name)).text().await.map_err(Error::internal)
+        if let Some(hit) = SECRETS.with_borrow(|c| c.get(name, now_ms())) {
+            return Ok(hit);
+        }
+        let began = SECRETS.with_borrow(|c| c.generation());
+        let found = self.kv.get(&secret_key(name)).text().await.map_err(Error::internal)?;
+        SECRETS.with_borrow_mut(|c| c.fill(name, found.clone(), now_ms(), began));
+        Ok(found)
     }
 
     pub async fn put_secret(&self, name: &str, sealed: String) -> Result<(), Error> {
         self.kv
-            .put(&secret_key(name), sealed)
+            .put(&secret_key(name), sealed.clone())
             .map_err(Error::internal)?
             .execute()
             .await
-            .map_err(Error::internal)
+            .map_err(Error::internal)?;
+        SECRETS.with_borrow_mut(|c| c.write(name, Some(sealed), now_ms()));
+        Ok(())
     }
 }

@@ -33,7 +33,7 @@ impl DurableObject for SubjectStore {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let op: Op = req.json().await?;
+        let op: Op = serde_json::from_str(&req.text().await?)?;
         let reply = self.apply(op).await?;
         Response::from_json(&reply)
     }

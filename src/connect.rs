@@ -2,7 +2,7 @@
 //! that lead there. Header upstreams with `user_fields` get a form; the values are sealed and
 //! kept with the subject's connection. The page logic (validation, HTML) is in `core::connect`.
 
-use crate::app::{call, now_ms, random_bytes, App};
+use crate::app::{call, now_ms, random_bytes, App, Store};
 use crate::core::connect::{
     confirm_page, form_page, message_page, page_csp, validate_form, FormErrors, LinkRecord, LinkState,
     PAGE_HEADERS,
@@ -16,7 +16,7 @@ use crate::oauth::{self, Finished};
 use crate::store::protocol::{connection_value_context, LinkOutcome, Op};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use worker::{Headers, Request, Response, Stub};
+use worker::{Headers, Request, Response};
 
 /// The largest connect form accepted.
 const MAX_FORM_BYTES: usize = 64 * 1024;
@@ -24,7 +24,7 @@ const MAX_FORM_BYTES: usize = 64 * 1024;
 /// Makes a fresh link for `subject` to connect `upstream`; returns its URL and expiry.
 pub async fn mint_link(
     app: &App,
-    store: &Stub,
+    store: &Store,
     routing: &str,
     subject: &str,
     upstream: &str,
@@ -102,7 +102,7 @@ impl Refusal {
 /// The link a token names, with its store and upstream, if it can still be used.
 struct OpenLink {
     hash: String,
-    store: Stub,
+    store: Store,
     link: LinkRecord,
     upstream: Upstream,
 }

@@ -3,7 +3,7 @@
 //! finishing the callback, and the token endpoint calls the subject stores make to refresh and
 //! revoke.
 
-use crate::app::{call, now_ms, random_bytes, App};
+use crate::app::{call, now_ms, random_bytes, App, Store};
 use crate::core::config::Config;
 use crate::core::encoding::{ct_eq, hex};
 use crate::core::keys;
@@ -31,7 +31,7 @@ use crate::store::protocol::{
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use url::Url;
-use worker::{Method, Stub};
+use worker::Method;
 
 /// Pending authorizations live at most this long (protocol.md: `state` ≤ 10 minutes).
 pub const PENDING_MS: u64 = 10 * 60 * 1000;
@@ -206,7 +206,7 @@ async fn client_identity(
 /// authorization in the subject's store, and return where to send the browser.
 pub async fn begin(
     app: &App,
-    store: &Stub,
+    store: &Store,
     link_hash: &str,
     subject: &str,
     upstream: &Upstream,

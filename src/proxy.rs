@@ -2,7 +2,7 @@
 //! fetch the subject's values in one Durable Object call, render the header templates, forward
 //! with the client's credentials stripped, and stream the answer back.
 
-use crate::app::{call, random_bytes, App};
+use crate::app::{call, random_bytes, App, Store};
 use crate::connect::mint_link;
 use crate::core::connect::DEFAULT_LINK_SECONDS;
 use crate::core::encoding::hex;
@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use url::Url;
-use worker::{Headers, Method, Request, Response, Stub};
+use worker::{Headers, Method, Request, Response};
 
 /// Which MCP route a request came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +84,7 @@ struct Prepared {
     connection: Option<ConnectionSeen>,
     /// The subject store's id (the routing part of the key), for minting connect links.
     routing: String,
-    store: Stub,
+    store: Store,
     /// For a legacy stream: the keyring that seals its message URLs, taken before connecting.
     keyring: Option<Rc<Keyring>>,
 }

@@ -58,7 +58,6 @@ impl<V: Clone> TtlCache<V> {
         }
         self.entries.insert(key.to_string(), (now_ms, value));
     }
-
 }
 
 #[cfg(test)]

@@ -32,10 +32,24 @@ impl DurableObject for SubjectStore {
         SubjectStore { state, env, refresh_failed_until: RefCell::new(HashMap::new()) }
     }
 
-    async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let op: Op = serde_json::from_str(&req.text().await?)?;
-        let reply = self.apply(op).await?;
-        Response::from_json(&reply)
+    /// Not used: the Worker calls `op` over RPC. Answers 404 to anything that finds its way here.
+    async fn fetch(&self, _req: Request) -> Result<Response> {
+        Response::error("not found", 404)
+    }
+}
+
+#[wasm_bindgen::prelude::wasm_bindgen]
+impl SubjectStore {
+    /// The RPC method the Worker calls (through src/js/entry.mjs): one `Op` as JSON text, its
+    /// answer as JSON text.
+    #[wasm_bindgen(js_name = op)]
+    pub async fn op(&self, op: String) -> std::result::Result<String, wasm_bindgen::JsValue> {
+        let run = async {
+            let op: Op = serde_json::from_str(&op)?;
+            let reply = self.apply(op).await?;
+            serde_json::to_string(&reply).map_err(Error::from)
+        };
+        run.await.map_err(|e| wasm_bindgen::JsValue::from_str(&e.to_string()))
     }
 }
 

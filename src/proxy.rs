@@ -12,7 +12,7 @@ use crate::core::keys;
 use crate::core::mcp;
 use crate::core::policy::{check_url, same_origin};
 use crate::core::seal::Keyring;
-use crate::core::sse::EndpointRewriter;
+use crate::core::sse::{EndpointRewriter, SseError};
 use crate::core::template::{RenderError, Source};
 use crate::core::upstream::{HeaderPlan, Transport, Upstream};
 use crate::error::Error;
@@ -21,13 +21,14 @@ use crate::outbound::{self, OutboundError};
 use crate::store::protocol::{
     access_token_value, ConnectionSeen, ConnectionStatus, Op, Refreshed, Resolved, SealedValue, ACCESS_TOKEN,
 };
-use futures_util::future::join_all;
+use futures_util::future::{join_all, select, Either};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::time::Duration;
 use url::Url;
-use worker::{Headers, Method, Request, Response};
+use worker::{Delay, Headers, Method, Request, Response};
 
 /// Which MCP route a request came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,7 +264,7 @@ async fn forward(
                 upstream_url: p.target,
                 subject: p.subject,
             };
-            relay_rewritten(resp, rewrite)
+            relay_rewritten(resp, rewrite, app.config.upstream_timeout_ms).await
         }
         _ => Ok(relay(resp)),
     }
@@ -429,17 +430,49 @@ fn relay(upstream: Response) -> Response {
     }
 }
 
-/// Legacy SSE: the same, event by event, with the endpoint event rewritten on the way.
-fn relay_rewritten(mut upstream: Response, rewrite: EndpointRewrite) -> Result<Response, Error> {
+/// Legacy SSE: the same, event by event, with the endpoint event rewritten on the way. The
+/// answer waits for that event (a legacy server sends it first, and a client cannot start
+/// without it): an endpoint that cannot be rewritten, or a stream that ends or stalls before
+/// it, is a 502 or 504 with a reason, not a 200 whose stream then breaks.
+async fn relay_rewritten(
+    mut upstream: Response,
+    rewrite: EndpointRewrite,
+    timeout_ms: u64,
+) -> Result<Response, Error> {
     let headers = response_headers(&upstream);
-    let stream = upstream.stream().map_err(Error::internal)?;
+    let upstream_id = rewrite.upstream_id.clone();
+    let refused = |detail: String| {
+        worker::console_error!(
+            "mcp-authbridge: upstream '{upstream_id}' legacy SSE stream refused: {detail}"
+        );
+        Error::UpstreamProtocol { upstream: upstream_id.clone(), detail }
+    };
+    let mut stream = upstream.stream().map_err(Error::internal)?;
     let mut rewriter = EndpointRewriter::new(move |e: &str| rewrite.rewrite(e));
-    let rewritten = stream.map(move |chunk| {
+    let mut head = Vec::new();
+    let mut deadline = std::pin::pin!(Delay::from(Duration::from_millis(timeout_ms)));
+    while !rewriter.rewritten() {
+        let chunk = match select(stream.next(), deadline.as_mut()).await {
+            Either::Left((Some(Ok(chunk)), _)) => chunk,
+            Either::Left(_) => return Err(refused("the stream ended before its endpoint event".into())),
+            Either::Right(_) => {
+                return Err(Error::UpstreamTimeout { upstream: upstream_id.clone(), after_ms: timeout_ms })
+            }
+        };
+        head.extend(rewriter.push(&chunk).map_err(|e| {
+            refused(match e {
+                SseError::Endpoint(reason) => reason,
+                SseError::TooLong => "no endpoint event in the first 64 KiB of the stream".into(),
+            })
+        })?);
+    }
+    let rest = stream.map(move |chunk| {
         let chunk = chunk?;
         rewriter.push(&chunk).map_err(|e| {
             worker::console_error!("mcp-authbridge: legacy SSE stream closed: {e:?}");
             worker::Error::RustError("upstream SSE stream refused".into())
         })
     });
-    Response::builder().with_status(200).with_headers(headers).from_stream(rewritten).map_err(Error::internal)
+    let body = futures_util::stream::once(async move { Ok(head) }).chain(rest);
+    Response::builder().with_status(200).with_headers(headers).from_stream(body).map_err(Error::internal)
 }

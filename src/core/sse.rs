@@ -76,6 +76,11 @@ impl<F: FnMut(&str) -> Result<String, String>> EndpointRewriter<F> {
         }
     }
 
+    /// Whether the endpoint event has been rewritten (a legacy client cannot start without it).
+    pub fn rewritten(&self) -> bool {
+        self.rewritten
+    }
+
     /// The end of the event that begins at `start`, if it has fully arrived. A CR at the very
     /// end is not yet a line end, as an LF may follow in the next chunk.
     fn event_end(&mut self) -> Option<usize> {
@@ -167,6 +172,11 @@ mod tests {
     fn rewrites_the_endpoint_event() {
         let out = run(&[b"event: endpoint\ndata: /messages?sessionId=abc\n\n"]).unwrap();
         assert_eq!(out, "event: endpoint\ndata: /sse/x/messages?s=</messages?sessionId=abc>\n\n");
+        let mut r = rw();
+        assert_eq!(r.push(b": hello\n\nevent: endpoint\ndata: /m").unwrap(), b": hello\n\n");
+        assert!(!r.rewritten());
+        r.push(b"\n\n").unwrap();
+        assert!(r.rewritten());
     }
 
     #[test]

@@ -19,7 +19,9 @@ async function mcp(key) {
     body: JSON.stringify(initialize),
   });
   const text = await r.text();
-  return { status: r.status, text, json: r.headers.get('content-type')?.includes('json') ? JSON.parse(text) : null };
+  const json = r.headers.get('content-type')?.includes('json') ? JSON.parse(text) : null;
+  gw.trackLink(json?.error?.data?.connect_url);
+  return { status: r.status, text, json };
 }
 
 /** Opens a connect page like a browser: returns its status, HTML, CSRF field and cookie. */
@@ -32,6 +34,7 @@ async function openPage(url) {
 }
 
 function submit(url, fields, cookie) {
+  gw.track(fields.api_key); // typed on the page: must stay out of the log
   return fetch(url, {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded', ...(cookie ? { cookie } : {}) },
@@ -62,8 +65,8 @@ before(async () => {
 });
 
 after(async () => {
-  await gw?.stop();
   upstream?.close();
+  await gw?.stop(); // last: it fails the file if a tracked value is in the wrangler log
 });
 
 test('connection_required carries a connect link; the page is a safe, plain form', async () => {

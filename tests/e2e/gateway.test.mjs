@@ -102,8 +102,8 @@ before(async () => {
 });
 
 after(async () => {
-  await gw?.stop();
   for (const s of Object.values(up)) s.close();
+  await gw?.stop(); // last: it fails the file if a tracked value is in the wrangler log
 });
 
 test('health and admin authentication', async () => {
@@ -391,6 +391,7 @@ test('error table: connection required, operator values, upstream rejection', as
   assert.equal(cb.error.data.reason, 'connection_required');
   assert.equal(cb.error.data.upstream, 'tenant');
   assert.match(cb.error.data.connect_url, new RegExp(`^${gw.base}/connect/mabl_`));
+  gw.trackLink(cb.error.data.connect_url);
 
   const op = await mcpPost('/mcp/needs-op', keys.alice, list);
   assert.equal(op.status, 500);
@@ -410,7 +411,9 @@ test('error table: connection required, operator values, upstream rejection', as
   const frank = (await newKey('frank', ['tenant'])).key;
   const stale = await mcpPost('/mcp/tenant', frank, initialize());
   assert.equal(stale.status, 403);
-  assert.equal((await stale.json()).error.data.reason, 'connection_required');
+  const staleBody = await stale.json();
+  assert.equal(staleBody.error.data.reason, 'connection_required');
+  gw.trackLink(staleBody.error.data.connect_url);
   const conns = await gw.admin('GET', '/connections?subject=frank');
   assert.deepEqual(conns.json.items.map((c) => [c.id, c.upstream, c.status]), [['tenant', 'tenant', 'connection_required']]);
   assert.equal((await gw.admin('PUT', '/subjects/frank/secrets/api_key', { value: SECRETS.bobKey })).status, 204);

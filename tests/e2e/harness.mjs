@@ -25,9 +25,41 @@ export function freePort() {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** Values shorter than this are not searched for in logs: they would match ordinary text. */
+const MIN_TRACKED = 8;
+
+/**
+ * Finds tracked values in a wrangler log. `tracked` maps value -> kind: `secret` (must appear
+ * nowhere) or `link` (a connect link token: it is part of the URL path by API design, so
+ * wrangler's own access-log line for a request to that link may show it; nothing else may).
+ * Returns findings that never quote the value itself.
+ */
+export function scanLog(text, tracked) {
+  const accessLine = /^\[wrangler:info\] [A-Z]+ \/connect\/\S+ \d{3} /;
+  const found = [];
+  for (const [value, kind] of tracked) {
+    for (let at = text.indexOf(value); at !== -1; at = text.indexOf(value, at + 1)) {
+      const lineStart = text.lastIndexOf('\n', at) + 1;
+      const lineEnd = text.indexOf('\n', at + value.length);
+      const line = text.slice(lineStart, lineEnd === -1 ? undefined : lineEnd);
+      if (kind === 'link' && accessLine.test(line)) continue;
+      const lineNo = text.slice(0, at).split('\n').length;
+      found.push(`a ${kind} (${value.length} chars, starting ${JSON.stringify(value.slice(0, 4))}) on log line ${lineNo}: ${line.replaceAll(value, '<REDACTED>').slice(0, 200)}`);
+    }
+  }
+  return found;
+}
+
 /**
  * Starts `wrangler dev` with the already-built Worker (MAB_SKIP_BUILD=1). Returns the gateway's
  * base URL, its admin token, the values it was given, a stop() and logText() for the captured log.
+ *
+ * Every secret a test creates is tracked: the admin token and encryption key, every value PUT
+ * through admin() (operator and subject secrets, OAuth client secrets), every key and link it
+ * answers; tests add what the gateway never sees through admin() (values typed on connect pages,
+ * OAuth tokens, connect_url links) with track() and trackLink(). stop() then fails if any of them
+ * appears in this gateway's wrangler log. restart() stops wrangler and starts it again on the
+ * same ports, with the same vars and the same --persist-to state.
  */
 export async function startGateway(vars = {}) {
   const port = await freePort();
@@ -47,36 +79,77 @@ export async function startGateway(vars = {}) {
     '--persist-to', path.join(state, 'persist'), '--show-interactive-dev-session=false',
   ];
   for (const [k, v] of Object.entries(allVars)) args.push('--var', `${k}:${v}`);
-  const child = spawn(path.join(ROOT, 'node_modules/.bin/wrangler'), args, {
-    cwd: ROOT,
-    env: {
-      ...process.env,
-      PATH: `${path.join(ROOT, 'node_modules/.bin')}:${process.env.PATH}`,
-      MAB_SKIP_BUILD: '1',
-      WRANGLER_SEND_METRICS: 'false',
-      CLOUDFLARE_CF_FETCH_ENABLED: 'false',
-      NO_COLOR: '1',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
-  const log = createWriteStream(logFile);
-  child.stdout.pipe(log);
-  child.stderr.pipe(log);
-  let exited = null;
-  child.on('exit', (code) => { exited = code; });
   const base = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 120_000;
-  for (;;) {
-    if (exited !== null) throw new Error(`wrangler dev exited (${exited}):\n${readFileSync(logFile, 'utf8')}`);
-    if (Date.now() > deadline) throw new Error(`wrangler dev not ready in 120 s:\n${readFileSync(logFile, 'utf8')}`);
-    try {
-      const r = await fetch(`${base}/healthz`);
-      if (r.ok && (await r.text()) === 'ok') break;
-    } catch { /* not up yet */ }
-    await sleep(250);
+
+  const tracked = new Map(); // value -> 'secret' | 'link'
+  const track = (...values) => {
+    for (const v of values.flat()) if (typeof v === 'string' && v.length >= MIN_TRACKED) tracked.set(v, 'secret');
+    return values[0];
+  };
+  const trackLink = (url) => {
+    const token = typeof url === 'string' ? url.split('/connect/')[1] : undefined;
+    if (token && token.length >= MIN_TRACKED && !tracked.has(token)) tracked.set(token, 'link');
+    return url;
+  };
+  track(allVars.ADMIN_TOKEN, allVars.ENCRYPTION_KEY);
+
+  let child = null;
+  let exited = null;
+  let logDone = Promise.resolve();
+  async function launch() {
+    // Appends: after a restart the log holds both runs, and the scan covers both.
+    const log = createWriteStream(logFile, { flags: 'a' });
+    logDone = new Promise((r) => log.on('close', r));
+    exited = null;
+    child = spawn(path.join(ROOT, 'node_modules/.bin/wrangler'), args, {
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        PATH: `${path.join(ROOT, 'node_modules/.bin')}:${process.env.PATH}`,
+        MAB_SKIP_BUILD: '1',
+        WRANGLER_SEND_METRICS: 'false',
+        CLOUDFLARE_CF_FETCH_ENABLED: 'false',
+        NO_COLOR: '1',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    child.stdout.pipe(log, { end: false });
+    child.stderr.pipe(log, { end: false });
+    child.on('exit', (code, signal) => { exited = code ?? signal; });
+    // Ends the log once both pipes are drained (they may close after the process exits).
+    let open = 2;
+    const ended = () => { if (--open === 0) log.end(); };
+    child.stdout.on('close', ended);
+    child.stderr.on('close', ended);
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      if (exited !== null) throw new Error(`wrangler dev exited (${exited}):\n${readFileSync(logFile, 'utf8')}`);
+      if (Date.now() > deadline) throw new Error(`wrangler dev not ready in 120 s:\n${readFileSync(logFile, 'utf8')}`);
+      try {
+        const r = await fetch(`${base}/healthz`);
+        if (r.ok && (await r.text()) === 'ok') break;
+      } catch { /* not up yet */ }
+      await sleep(250);
+    }
   }
+  async function kill(signal) {
+    const running = child;
+    if (!running) return;
+    const gone = new Promise((r) => (exited !== null ? r() : running.once('exit', r)));
+    try { process.kill(-running.pid, signal); } catch { /* gone */ }
+    await gone;
+    // The pipes close once every process holding them is gone; bounded, so stop() never hangs.
+    await Promise.race([logDone, new Promise((r) => setTimeout(r, 10_000).unref())]);
+    child = null;
+  }
+  await launch();
+
   const admin = async (method, p, body) => {
+    // What it writes must stay out of logs, even if the write never gets an answer.
+    let sent = body;
+    try { sent = typeof body === 'string' ? JSON.parse(body) : body; } catch { /* not JSON */ }
+    if (sent && typeof sent === 'object') track(sent.value, sent.oauth?.client_secret);
     const r = await fetch(`${base}/admin/v1${p}`, {
       method,
       headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
@@ -85,6 +158,11 @@ export async function startGateway(vars = {}) {
     const text = await r.text();
     let json = null;
     try { json = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
+    // And what it was given: keys and links.
+    if (json && typeof json === 'object') {
+      track(json.key);
+      if (p === '/links') trackLink(json.url);
+    }
     return { status: r.status, json, text, headers: r.headers };
   };
   return {
@@ -92,11 +170,19 @@ export async function startGateway(vars = {}) {
     adminToken,
     encryptionKey,
     admin,
+    track,
+    trackLink,
     logText: () => readFileSync(logFile, 'utf8'),
+    /** Stops wrangler (SIGTERM, or e.g. SIGKILL for a crash) and starts it again on the same state. */
+    async restart({ signal = 'SIGTERM' } = {}) {
+      await kill(signal);
+      await launch();
+    },
     async stop() {
-      try { process.kill(-child.pid, 'SIGTERM'); } catch { /* gone */ }
-      await new Promise((r) => (exited !== null ? r() : child.once('exit', r)));
+      await kill('SIGTERM');
+      const found = scanLog(readFileSync(logFile, 'utf8'), tracked);
       rmSync(state, { recursive: true, force: true });
+      if (found.length) throw new Error(`tracked values appeared in the wrangler log:\n${found.join('\n')}`);
     },
   };
 }

@@ -26,6 +26,7 @@ async function rawCall(key, id = 1) {
   try {
     json = JSON.parse(r.headers.get('content-type')?.includes('event-stream') ? text.match(/data: (.*)/)[1] : text);
   } catch { /* not JSON */ }
+  gw.trackLink(json?.error?.data?.connect_url);
   return { status: r.status, json, headers: r.headers };
 }
 
@@ -51,6 +52,7 @@ async function startConnect(url) {
   assert.equal(go.status, 303, await go.text());
   const binding = go.headers.get('set-cookie').split(';')[0];
   assert.match(go.headers.get('set-cookie'), /HttpOnly; SameSite=Lax/);
+  gw.track(new URL(go.headers.get('location')).searchParams.get('state'), binding.split('=')[1]);
   return { authorize: go.headers.get('location'), binding };
 }
 
@@ -85,9 +87,11 @@ before(async () => {
 });
 
 after(async () => {
-  await gw?.stop();
+  // Codes, tokens and client secrets the gateway held must not be in its log either.
+  gw?.track(as?.issuedSecrets() ?? [], (mcp?.requests ?? []).map((r) => r.headers.authorization?.replace(/^Bearer /, '')));
   mcp?.close();
   await as?.stop();
+  await gw?.stop(); // last: it fails the file if a tracked value is in the wrangler log
 });
 
 test('connect: discovery, registration, PKCE and resource; two subjects with their own tokens', async () => {

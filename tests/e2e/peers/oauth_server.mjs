@@ -498,6 +498,14 @@ ${body}
       return !!grant;
     },
     errors: () => state.errors.slice(),
+    /** Every secret it handed out that it still knows: codes, opaque tokens, client secrets. */
+    issuedSecrets() {
+      const out = [];
+      for (const model of ['AuthorizationCode', 'RefreshToken', 'AccessToken']) out.push(...(stores.get(model)?.keys() ?? []));
+      for (const e of state.tokenResponses) out.push(e.refresh_token, e.new_refresh_token);
+      for (const [, e] of stores.get('Client') ?? []) out.push(e.payload.client_secret);
+      return out.filter(Boolean);
+    },
     completeLogin,
     stop() {
       httpServer.closeAllConnections();

@@ -1,0 +1,567 @@
+// End-to-end fault tests (issue 6, part 2): upstreams that drop a stream half-way, send a
+// malformed one, or fail with 5xx; `wrangler dev` stopped and started again (and killed) in the
+// middle of a flow; concurrent admin writes to one subject. The client always gets a
+// well-formed answer or a visibly broken stream (never a hang), and the stored state stays
+// whole. Real SDK servers where the SDK can show the fault (tests/e2e/peers/fault_servers.mjs),
+// raw node:http answers where it cannot.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
+import { startGateway, sleep, freePort, whoamiVia, whoami, scanLog } from './harness.mjs';
+import { startStreamable } from './peers/ts_servers.mjs';
+import { startFaultyStreamable, startFaultyLegacy } from './peers/fault_servers.mjs';
+import { startAuthServer } from './peers/oauth_server.mjs';
+import { startProtectedMcp } from './peers/oauth_mcp_server.mjs';
+
+const rand = () => randomBytes(9).toString('base64url');
+const SECRETS = {
+  tenant: 'tenant-' + rand(),
+  rita: 'rita-key-' + rand(),
+  samTyped: 'sam-typed-' + rand(),
+  tomTyped: 'tom-typed-' + rand(),
+};
+const GOOD = new Set([SECRETS.rita, SECRETS.samTyped, SECRETS.tomTyped]);
+const ACCEPT = 'application/json, text/event-stream';
+const LIMIT_MS = 15_000; // "did not hang": far above anything here takes
+const UPSTREAM_TIMEOUT_MS = 2000;
+
+let gw;
+let as;
+let oauthMcp;
+const up = {};
+const keys = {};
+
+const goodHeaders = (h) => h['x-tenant'] === SECRETS.tenant && GOOD.has(h['x-api-key']);
+const range = (n) => Array.from({ length: n }, (_, i) => i);
+
+function post(path, key, body, extra = {}) {
+  return fetch(gw.base + path, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', accept: ACCEPT, ...extra },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+    signal: AbortSignal.timeout(LIMIT_MS),
+  });
+}
+
+const callTool = (id, name, args = {}, meta) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: args, ...(meta ? { _meta: meta } : {}) } });
+
+/** Reads what is left of a body, bounded: `{bytes, error, timedOut}`; never hangs the suite. */
+async function drain(reader, limitMs = LIMIT_MS) {
+  const chunks = [];
+  let error = null;
+  let timedOut = false;
+  const timer = setTimeout(() => { timedOut = true; reader.cancel().catch(() => {}); }, limitMs);
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      chunks.push(Buffer.from(value));
+    }
+  } catch (e) {
+    error = e;
+  } finally {
+    clearTimeout(timer);
+  }
+  return { bytes: Buffer.concat(chunks), error, timedOut };
+}
+
+/** Reads until `text` holds `until` (bounded); returns the text so far. */
+async function readUntil(reader, until, text = '') {
+  const decoder = new TextDecoder();
+  for (let i = 0; i < 100 && !text.includes(until); i++) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += decoder.decode(value, { stream: true });
+  }
+  return text;
+}
+
+/** The JSON `data` of each SSE event in `text`. */
+const sseData = (text) => text.split(/\r?\n\r?\n/)
+  .map((ev) => ev.split(/\r?\n/).filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trim()).join('\n'))
+  .filter(Boolean)
+  .map((d) => JSON.parse(d));
+
+/** A whoami over the legacy transport with the official SDK client. */
+async function legacyWhoami(id, key) {
+  const auth = { Authorization: `Bearer ${key}` };
+  const transport = new SSEClientTransport(new URL(`${gw.base}/sse/${id}`), {
+    requestInit: { headers: auth },
+    eventSourceInit: { fetch: (url, init) => fetch(url, { ...init, headers: { ...init?.headers, ...auth } }) },
+  });
+  const client = new Client({ name: 'faults-legacy', version: '1.0.0' });
+  await client.connect(transport);
+  try {
+    return await whoami(client);
+  } finally {
+    await client.close();
+  }
+}
+
+/** `tools/call whoami` on a stateless JSON upstream, raw: {status, seen (the upstream's headers)}. */
+async function rawWhoami(upstream, key) {
+  const r = await post(`/mcp/${upstream}`, key, callTool(1, 'whoami'));
+  const text = await r.text();
+  if (r.status !== 200) return { status: r.status, text };
+  return { status: r.status, seen: JSON.parse(JSON.parse(text).result.content[0].text) };
+}
+
+async function newKey(subject, upstreams, extra = {}) {
+  const r = await gw.admin('POST', '/keys', { subject, upstreams, ...extra });
+  assert.equal(r.status, 201, r.text);
+  return r.json;
+}
+
+async function put(id, body) {
+  const r = await gw.admin('PUT', `/upstreams/${id}`, body);
+  assert.equal(r.status, 200, r.text);
+}
+
+/** Opens a connect page like a browser: status, HTML, CSRF field and cookie. */
+async function openPage(url) {
+  const r = await fetch(url);
+  const html = await r.text();
+  return { status: r.status, html, csrf: html.match(/name="csrf" value="([^"]+)"/)?.[1], cookie: r.headers.get('set-cookie')?.split(';')[0] };
+}
+
+function submit(url, fields, cookie) {
+  return fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', ...(cookie ? { cookie } : {}) },
+    body: new URLSearchParams(fields).toString(),
+    redirect: 'manual',
+  });
+}
+
+/** Opens an OAuth connect link and presses "Continue": the authorization URL and the browser binding. */
+async function startOAuthConnect(url) {
+  const page = await openPage(url);
+  assert.equal(page.status, 200, page.html);
+  const go = await submit(url, { csrf: page.csrf }, page.cookie);
+  assert.equal(go.status, 303, await go.text());
+  const binding = go.headers.get('set-cookie').split(';')[0];
+  const authorize = go.headers.get('location');
+  gw.track(new URL(authorize).searchParams.get('state'), binding.split('=')[1]);
+  return { authorize, binding };
+}
+
+/** The authorization server's redirect back, in the browser that started the flow. */
+async function finishOAuthConnect({ authorize, binding }, user) {
+  const callback = await as.completeLogin(authorize, { user });
+  gw.track(new URL(callback).searchParams.get('code'));
+  const done = await fetch(callback, { redirect: 'manual', headers: { cookie: binding } });
+  return { status: done.status, text: await done.text() };
+}
+
+before(async () => {
+  up.faulty = await startFaultyStreamable({ check: goodHeaders });
+  up.legacy = await startFaultyLegacy({ check: goodHeaders });
+  up.tickets = await startStreamable({ name: 'tickets', stateless: true, json: true, check: goodHeaders });
+  up.wide = await startStreamable({ name: 'wide', stateless: true, json: true, check: () => true });
+  as = await startAuthServer({ accessTokenTtl: 60 });
+  oauthMcp = await startProtectedMcp({ issuer: as.issuer, jwksUri: as.jwksUri });
+  as.setResource(oauthMcp.url);
+  gw = await startGateway({ UPSTREAM_TIMEOUT_MS: String(UPSTREAM_TIMEOUT_MS) });
+  gw.track(Object.values(SECRETS));
+
+  const headers = { 'X-API-KEY': '{{user.api_key}}', 'X-Tenant': '{{secret.tenant}}' };
+  const userFields = [{ name: 'api_key', label: 'Your API key' }];
+  await put('faulty', { url: up.faulty.url, headers, user_fields: userFields });
+  await put('faulty-legacy', { url: up.legacy.url, transport: 'sse', headers });
+  await put('tickets', { url: up.tickets.url, headers, user_fields: userFields });
+  await put('oauthy', { url: oauthMcp.url, oauth: {} });
+  assert.equal((await gw.admin('PUT', '/secrets/tenant', { value: SECRETS.tenant })).status, 204);
+  assert.equal((await gw.admin('PUT', '/subjects/rita/secrets/api_key', { value: SECRETS.rita })).status, 204);
+  keys.rita = (await newKey('rita', ['faulty', 'faulty-legacy', 'tickets'])).key;
+});
+
+after(async () => {
+  if (gw) {
+    // OAuth values the gateway held: they must not be in its log either.
+    gw.track(as.issuedSecrets());
+    gw.track(oauthMcp.requests.map((r) => r.headers.authorization?.replace(/^Bearer /, '')));
+  }
+  for (const s of Object.values(up)) s.close();
+  oauthMcp?.close();
+  await as?.stop();
+  await gw?.stop(); // last: it fails the file if a tracked value is in the wrangler log
+});
+
+test('the log scan every gateway runs at stop() finds what it must, and only that', () => {
+  const link = 'mabl_' + 'a'.repeat(64) + '_' + 'B'.repeat(43);
+  const log = [
+    '[wrangler:info] Ready on http://127.0.0.1:1',
+    `[wrangler:info] GET /connect/${link} 200 OK (3ms)`,
+    'mcp-authbridge: refresh failed: bad value s3cr3t-value-1',
+    'a value split\nacross-lines-9',
+  ].join('\n');
+  const tracked = new Map([['s3cr3t-value-1', 'secret'], [link, 'link'], ['split\nacross', 'secret'], ['never-logged-42', 'secret']]);
+  const found = scanLog(log, tracked);
+  assert.equal(found.length, 2, found.join('\n'));
+  assert.ok(found.every((f) => !f.includes('s3cr3t-value-1')), 'findings do not quote the secret');
+  assert.equal(scanLog(log + `\nconnect_url: http://x/connect/${link}`, tracked).length, 3, 'a link outside the access log is found');
+});
+
+test('Streamable HTTP: the upstream drops mid-SSE: the client gets the events sent, then a broken stream; the next request works', async () => {
+  const r = await post('/mcp/faulty', keys.rita, callTool(11, 'drop_after', { steps: 3 }, { progressToken: 'drop-1' }));
+  assert.equal(r.status, 200);
+  assert.match(r.headers.get('content-type'), /^text\/event-stream/);
+  const out = await drain(r.body.getReader());
+  assert.equal(out.timedOut, false, 'the stream ended: it did not hang');
+  const messages = sseData(out.bytes.toString('utf8'));
+  assert.deepEqual(messages.map((m) => [m.method, m.params.progress]), [1, 2, 3].map((i) => ['notifications/progress', i]),
+    'the events sent before the drop, whole, and nothing else');
+  assert.ok(out.error, 'the stream breaks where the upstream broke: it does not end as if complete');
+  // The gateway goes on serving, on the same upstream.
+  assert.equal((await whoamiVia(gw.base + '/mcp/faulty', keys.rita))['x-api-key'], SECRETS.rita);
+});
+
+test('legacy HTTP+SSE: the upstream drops the stream after the endpoint and a message: the client gets them, then a broken stream; a new stream works', async () => {
+  const stream = await fetch(gw.base + '/sse/faulty-legacy', { headers: { authorization: `Bearer ${keys.rita}` }, signal: AbortSignal.timeout(LIMIT_MS) });
+  assert.equal(stream.status, 200);
+  const reader = stream.body.getReader();
+  let text = await readUntil(reader, '\n\n');
+  const endpoint = text.match(/^data: (\/sse\/faulty-legacy\/messages\?s=\S+)$/m)?.[1];
+  assert.ok(endpoint, text);
+  const ping = await post(endpoint, keys.rita, { jsonrpc: '2.0', id: 'before-drop', method: 'ping' });
+  assert.equal(ping.status, 202);
+  await ping.text();
+  text = await readUntil(reader, '"before-drop"', text);
+  assert.ok(text.includes('"before-drop"'), 'the answer came on the stream');
+  assert.equal(up.legacy.openStreams(), 1);
+  up.legacy.dropStreams();
+  const rest = await drain(reader);
+  assert.equal(rest.timedOut, false, 'the stream ended: it did not hang');
+  assert.ok(rest.error, 'the client sees the stream break');
+  // Its message URL now leads nowhere upstream: relayed as the upstream says it (404).
+  const orphan = await post(endpoint, keys.rita, { jsonrpc: '2.0', id: 2, method: 'ping' });
+  assert.equal(orphan.status, 404);
+  await orphan.text();
+  assert.equal((await legacyWhoami('faulty-legacy', keys.rita))['x-api-key'], SECRETS.rita);
+});
+
+test('Streamable HTTP: a malformed answer (junk, non-UTF-8, cut JSON) is relayed byte for byte', async () => {
+  const cases = [
+    ['text/event-stream', Buffer.concat([
+      Buffer.from('event: message\ndata: {not json\n\n'),
+      Buffer.from([0xff, 0xfe, 0x00, 0x80, 0xc3, 0x28, 0x0d, 0x0a, 0x0d]),
+      Buffer.from('data: \u00e9\u0000\n\nretry: x\nid: \u2028\n\n: unterminated'),
+    ])],
+    ['application/json', Buffer.from('{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"cut')],
+    ['text/event-stream', Buffer.from('data: ' + 'y'.repeat(300_000))],
+  ];
+  for (const [contentType, body] of cases) {
+    up.faulty.setFault({ headers: { 'content-type': contentType }, body });
+    const r = await post('/mcp/faulty', keys.rita, { jsonrpc: '2.0', id: 5, method: 'tools/list' });
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get('content-type'), contentType);
+    const out = await drain(r.body.getReader());
+    assert.equal(out.timedOut, false);
+    assert.equal(out.error, null);
+    assert.ok(out.bytes.equals(body), `${contentType}: ${out.bytes.length} bytes relayed of ${body.length}`);
+  }
+  up.faulty.setFault(null);
+  assert.equal((await whoamiVia(gw.base + '/mcp/faulty', keys.rita))['x-api-key'], SECRETS.rita);
+});
+
+test('legacy HTTP+SSE: a bad endpoint event is a 502 with the reason, a stalled stream a 504; junk before a good endpoint passes', async () => {
+  const otherPort = await freePort();
+  const sse = { 'content-type': 'text/event-stream' };
+  // Streams that earlier SDK clients closed may still be open upstream: the runtime notices a
+  // client has gone only when it next writes to it, and the SDK's legacy server sends nothing
+  // on an idle stream. Count from here.
+  const baseline = up.legacy.openStreams();
+  const cases = [
+    ['on another origin', 'event: endpoint\ndata: https://evil.example/messages?sessionId=1\n\n', /another origin/],
+    ['on another port of the same host', `event: endpoint\ndata: http://127.0.0.1:${otherPort}/messages?sessionId=1\n\n`, /another origin/],
+    ['protocol-relative', 'event: endpoint\ndata: //evil.example/messages\n\n', /another origin/],
+    ['not a URL', 'event: endpoint\ndata: http://[::1/messages\n\n', /not a URL/],
+    ['never sent, the stream ends', Buffer.from([0xff, 0xfe, 0x0a, 0x0a, 0x3a, 0x20, 0x68, 0x69, 0x0a, 0x0a]), /ended before its endpoint event/],
+    ['never sent, 70 KiB of junk', 'data: ' + 'z'.repeat(70 * 1024), /first 64 KiB/],
+  ];
+  for (const [what, body, reason] of cases) {
+    up.legacy.setFault({ headers: sse, body, hold: !what.includes('ends') });
+    const r = await fetch(gw.base + '/sse/faulty-legacy', { headers: { authorization: `Bearer ${keys.rita}` }, signal: AbortSignal.timeout(LIMIT_MS) });
+    const text = await r.text();
+    assert.equal(r.status, 502, `${what}: ${r.status} ${text.slice(0, 200)}`);
+    assert.match(r.headers.get('content-type'), /^application\/json/);
+    const answer = JSON.parse(text);
+    assert.equal(answer.error.data.reason, 'upstream_protocol_error', what);
+    assert.match(answer.error.message, reason, what);
+    assert.ok(!text.includes('evil.example') && !text.includes('127.0.0.1'), `${what}: the endpoint is not echoed`);
+  }
+
+  // Headers, then nothing: the gateway does not wait forever for the endpoint.
+  up.legacy.setFault({ headers: sse, body: ': keep-alive\n\n', hold: true });
+  const started = Date.now();
+  const stalled = await fetch(gw.base + '/sse/faulty-legacy', { headers: { authorization: `Bearer ${keys.rita}` }, signal: AbortSignal.timeout(LIMIT_MS) });
+  assert.equal(stalled.status, 504);
+  assert.equal((await stalled.json()).error.data.reason, 'upstream_timeout');
+  assert.ok(Date.now() - started < LIMIT_MS);
+
+  // Junk that is not an endpoint event passes as it came; the endpoint after it is rewritten.
+  const junk = Buffer.from([0x3a, 0xff, 0xfe, 0x0a, 0x64, 0x61, 0x74, 0x61, 0x3a, 0x80, 0x0a, 0x0a]);
+  up.legacy.setFault({ headers: sse, body: Buffer.concat([junk, Buffer.from('event: endpoint\ndata: /messages?sessionId=1\n\n')]), hold: true, keepAlive: 200 });
+  const ctl = new AbortController();
+  const ok = await fetch(gw.base + '/sse/faulty-legacy', { headers: { authorization: `Bearer ${keys.rita}` }, signal: ctl.signal });
+  assert.equal(ok.status, 200);
+  const reader = ok.body.getReader();
+  let head = Buffer.alloc(0);
+  for (let i = 0; i < 50 && !head.includes('messages?s='); i++) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    head = Buffer.concat([head, Buffer.from(value)]);
+  }
+  ctl.abort();
+  assert.ok(head.subarray(0, junk.length).equals(junk), 'the junk event, byte for byte');
+  assert.match(head.subarray(junk.length).toString(), /^event: endpoint\ndata: \/sse\/faulty-legacy\/messages\?s=v1\./);
+
+  // The streams the gateway refused are closed upstream too, and so is the one the client left
+  // (the runtime notices a client has gone at the next write: here, the next keep-alive).
+  let open = up.legacy.openStreams();
+  for (let i = 0; i < 50 && open > baseline; i++) {
+    await sleep(100);
+    open = up.legacy.openStreams();
+  }
+  assert.ok(open <= baseline, `${open - baseline} upstream streams left open`);
+  up.legacy.setFault(null);
+  assert.equal((await legacyWhoami('faulty-legacy', keys.rita))['x-api-key'], SECRETS.rita);
+});
+
+test('a client that goes away mid-stream: the upstream stream is closed too, at its next keep-alive', async () => {
+  // The same raw stream behind both routes: /mcp/ relays it untouched, /sse/ rewrites it.
+  await put('faulty-raw', { url: up.legacy.url, headers: { 'X-API-KEY': '{{user.api_key}}', 'X-Tenant': '{{secret.tenant}}' } });
+  const key = (await newKey('rita', ['faulty-raw', 'faulty-legacy'])).key;
+  up.legacy.setFault({ headers: { 'content-type': 'text/event-stream' }, body: 'event: endpoint\ndata: /messages?sessionId=1\n\n', hold: true, keepAlive: 200 });
+  for (const path of ['/mcp/faulty-raw', '/sse/faulty-legacy']) {
+    const baseline = up.legacy.openStreams(); // see the test above
+    const ctl = new AbortController();
+    const r = await fetch(gw.base + path, { headers: { authorization: `Bearer ${key}`, accept: 'text/event-stream' }, signal: ctl.signal });
+    assert.equal(r.status, 200, path);
+    await r.body.getReader().read();
+    assert.equal(up.legacy.openStreams(), baseline + 1, path);
+    ctl.abort();
+    let open = baseline + 1;
+    for (let i = 0; i < 50 && open > baseline; i++) {
+      await sleep(100);
+      open = up.legacy.openStreams();
+    }
+    assert.ok(open <= baseline, `${path}: the upstream stream was closed after the client left`);
+  }
+  up.legacy.setFault(null);
+});
+
+test('upstream 5xx: status and body relayed, no secret added, upstream cookies dropped, connection state untouched', async () => {
+  const secrets = [...Object.values(SECRETS), keys.rita, gw.adminToken];
+  for (const [status, extra] of [[500, {}], [502, {}], [503, { 'retry-after': '7' }]]) {
+    const body = JSON.stringify({ error: `upstream failed with ${status}`, trace: 'abc-123' });
+    up.faulty.setFault({
+      status,
+      headers: { 'content-type': 'application/json', 'set-cookie': 'upstream_session=leak; Path=/', 'www-authenticate': 'Bearer realm="upstream"', ...extra },
+      body,
+    });
+    const r = await post('/mcp/faulty', keys.rita, { jsonrpc: '2.0', id: 9, method: 'tools/list' });
+    const text = await r.text();
+    assert.equal(r.status, status);
+    assert.equal(text, body, 'the upstream body, as it came');
+    assert.equal(r.headers.get('set-cookie'), null);
+    assert.equal(r.headers.get('www-authenticate'), null);
+    assert.equal(r.headers.get('retry-after'), extra['retry-after'] ?? null);
+    const everything = text + JSON.stringify([...r.headers]);
+    for (const s of secrets) assert.ok(!everything.includes(s), `${status}: a secret in the answer`);
+  }
+  // The legacy stream's 5xx is relayed the same way.
+  up.legacy.setFault({ status: 503, headers: { 'content-type': 'text/plain' }, body: 'maintenance' });
+  const legacy = await fetch(gw.base + '/sse/faulty-legacy', { headers: { authorization: `Bearer ${keys.rita}` } });
+  assert.equal(legacy.status, 503);
+  assert.equal(await legacy.text(), 'maintenance');
+  up.legacy.setFault(null);
+
+  // A subject whose value the upstream refused stays `connection_required` through a 5xx: only
+  // a real answer to its values says they work again.
+  up.faulty.setFault(null);
+  assert.equal((await gw.admin('PUT', '/subjects/zed/secrets/api_key', { value: 'zed-stale-' + rand() })).status, 204);
+  const zed = (await newKey('zed', ['faulty'])).key;
+  const refused = await post('/mcp/faulty', zed, { jsonrpc: '2.0', id: 1, method: 'tools/list' });
+  assert.equal(refused.status, 403);
+  gw.trackLink((await refused.json()).error.data.connect_url);
+  up.faulty.setFault({ status: 503, headers: { 'content-type': 'application/json' }, body: '{"error":"down"}' });
+  const down = await post('/mcp/faulty', zed, { jsonrpc: '2.0', id: 2, method: 'tools/list' });
+  assert.equal(down.status, 503);
+  await down.text();
+  up.faulty.setFault(null);
+  await sleep(200);
+  const conns = await gw.admin('GET', '/connections?subject=zed');
+  assert.deepEqual(conns.json.items.map((c) => c.status), ['connection_required']);
+});
+
+test('wrangler dev restarted mid-flow: keys, secrets, connections, links and a pending OAuth authorization survive; an open stream ends', async () => {
+  // Before: a connection made on a connect page (sam), a link not yet used (tom), an OAuth
+  // connection (vic), an OAuth authorization half-way (uma: at the authorization server), a
+  // revoked key, and a legacy stream open through the gateway.
+  for (const s of ['sam', 'tom']) keys[s] = (await newKey(s, ['tickets'])).key;
+  for (const s of ['uma', 'vic']) keys[s] = (await newKey(s, ['oauthy'])).key;
+  const samLink = (await gw.admin('POST', '/links', { subject: 'sam', upstream: 'tickets' })).json.url;
+  const samPage = await openPage(samLink);
+  const samDone = await submit(samLink, { csrf: samPage.csrf, api_key: SECRETS.samTyped }, samPage.cookie);
+  assert.equal(samDone.status, 200);
+  await samDone.text();
+  const tomLink = (await gw.admin('POST', '/links', { subject: 'tom', upstream: 'tickets' })).json.url;
+  const vicLink = (await gw.admin('POST', '/links', { subject: 'vic', upstream: 'oauthy' })).json.url;
+  const vic = await finishOAuthConnect(await startOAuthConnect(vicLink), 'vic');
+  assert.equal(vic.status, 200, vic.text);
+  const umaLink = (await gw.admin('POST', '/links', { subject: 'uma', upstream: 'oauthy' })).json.url;
+  const umaPending = await startOAuthConnect(umaLink);
+  const revoked = await newKey('rita', ['tickets']);
+  assert.equal((await gw.admin('DELETE', `/keys/${revoked.id}`)).status, 204);
+  const ritaKeys = (await gw.admin('GET', '/keys?subject=rita')).json.items.map((k) => k.id).sort();
+  assert.equal((await rawWhoami('tickets', keys.sam)).seen['x-api-key'], SECRETS.samTyped);
+
+  const ctl = new AbortController();
+  const stream = await fetch(gw.base + '/sse/faulty-legacy', { headers: { authorization: `Bearer ${keys.rita}` }, signal: ctl.signal });
+  assert.equal(stream.status, 200);
+  const reader = stream.body.getReader();
+  assert.match(await readUntil(reader, '\n\n'), /event: endpoint/);
+
+  await gw.restart();
+
+  const ended = await drain(reader);
+  assert.equal(ended.timedOut, false, 'the stream open during the restart ended, it did not hang');
+  ctl.abort();
+
+  // Operator and subject secrets, and the value typed on the connect page.
+  const rita = await rawWhoami('tickets', keys.rita);
+  assert.equal(rita.status, 200, rita.text);
+  assert.equal(rita.seen['x-api-key'], SECRETS.rita);
+  assert.equal(rita.seen['x-tenant'], SECRETS.tenant);
+  assert.equal((await rawWhoami('tickets', keys.sam)).seen['x-api-key'], SECRETS.samTyped);
+  // Keys: the same ones, the revoked one still revoked.
+  assert.deepEqual((await gw.admin('GET', '/keys?subject=rita')).json.items.map((k) => k.id).sort(), ritaKeys);
+  assert.equal((await rawWhoami('tickets', revoked.key)).status, 401);
+  // The used link is still used; the unused one still works.
+  assert.equal((await openPage(samLink)).status, 410);
+  const tomPage = await openPage(tomLink);
+  assert.equal(tomPage.status, 200);
+  const tomDone = await submit(tomLink, { csrf: tomPage.csrf, api_key: SECRETS.tomTyped }, tomPage.cookie);
+  assert.equal(tomDone.status, 200);
+  await tomDone.text();
+  assert.equal((await rawWhoami('tickets', keys.tom)).seen['x-api-key'], SECRETS.tomTyped);
+  // OAuth: the stored connection works, and the authorization begun before the restart ends well.
+  assert.equal((await whoamiVia(gw.base + '/mcp/oauthy', keys.vic)).sub, 'vic');
+  const uma = await finishOAuthConnect(umaPending, 'uma');
+  assert.equal(uma.status, 200, uma.text);
+  assert.equal((await whoamiVia(gw.base + '/mcp/oauthy', keys.uma)).sub, 'uma');
+  for (const [subject, upstream] of [['sam', 'tickets'], ['tom', 'tickets'], ['vic', 'oauthy'], ['uma', 'oauthy']]) {
+    const conns = await gw.admin('GET', `/connections?subject=${subject}`);
+    assert.deepEqual(conns.json.items.map((c) => [c.upstream, c.status]), [[upstream, 'connected']], subject);
+  }
+});
+
+test('wrangler dev killed (SIGKILL) during concurrent writes: every acknowledged write survives, nothing half-written', async (t) => {
+  const values = range(20).map((i) => `crash-${i}-${rand()}`);
+  for (const v of values) GOOD.add(v);
+  const settled = [];
+  const attempt = (kind, i, request) => request.then(
+    (r) => { settled.push(kind); return { kind, i, status: r.status, json: r.json }; },
+    (error) => { settled.push(kind); return { kind, i, error }; },
+  );
+  const writes = range(20).flatMap((i) => [
+    attempt('key', i, gw.admin('POST', '/keys', { subject: 'crash', upstreams: ['tickets'], label: `k${i}` })),
+    attempt('secret', i, gw.admin('PUT', '/subjects/crash/secrets/api_key', { value: values[i] })),
+  ]);
+  for (let i = 0; i < 400 && settled.length < 8; i++) await sleep(5);
+  await gw.restart({ signal: 'SIGKILL' });
+  const results = await Promise.all(writes);
+  const ackedKeys = results.filter((r) => r.kind === 'key' && r.status === 201).map((r) => r.json);
+  const ackedSecrets = results.filter((r) => r.kind === 'secret' && r.status === 204);
+  assert.ok(results.every((r) => r.error || [201, 204].includes(r.status)), 'answers are acknowledgements or lost connections');
+  t.diagnostic(`acknowledged before the kill: ${ackedKeys.length}/20 keys, ${ackedSecrets.length}/20 secret writes`);
+
+  const listed = (await gw.admin('GET', '/keys?subject=crash')).json.items;
+  const listedIds = new Set(listed.map((k) => k.id));
+  for (const k of ackedKeys) assert.ok(listedIds.has(k.id), 'an acknowledged key is listed');
+  for (const k of listed) {
+    assert.equal(k.subject, 'crash');
+    assert.deepEqual(k.upstreams, ['tickets']);
+  }
+  // Each acknowledged key works, with a whole secret value: one of those written, if any was.
+  for (const k of ackedKeys) {
+    const r = await rawWhoami('tickets', k.key);
+    if (ackedSecrets.length) {
+      assert.equal(r.status, 200, r.text);
+      assert.ok(values.includes(r.seen['x-api-key']), 'the secret is one written value, whole');
+    } else {
+      assert.ok(r.status === 200 ? values.includes(r.seen['x-api-key']) : r.status === 403, r.text);
+    }
+  }
+  // Every listed key is whole: it can be revoked by its id, and then it is gone.
+  for (const k of listed) assert.equal((await gw.admin('DELETE', `/keys/${k.id}`)).status, 204, `revoke ${k.id}`);
+  assert.deepEqual((await gw.admin('GET', '/keys?subject=crash')).json.items, []);
+  for (const k of ackedKeys) assert.equal((await rawWhoami('tickets', k.key)).status, 401);
+});
+
+test('concurrent admin writes to one subject: 20 secrets, 20 keys and 10 links at once, all visible and consistent', async () => {
+  const subject = 'conc@example.com';
+  const values = range(20).map((i) => `conc-${i}-${rand()}`);
+  await put('wide', {
+    url: up.wide.url,
+    headers: Object.fromEntries(range(20).map((i) => [`X-S${i}`, `{{user.s${i}}}`])),
+    user_fields: [{ name: 's0', label: 'S0' }],
+  });
+  const answers = await Promise.all([
+    ...values.map((value, i) => gw.admin('PUT', `/subjects/${subject}/secrets/s${i}`, { value })),
+    ...range(20).map((i) => gw.admin('POST', '/keys', { subject, upstreams: ['wide'], label: `k${i}` })),
+    ...range(10).map(() => gw.admin('POST', '/links', { subject, upstream: 'wide' })),
+  ]);
+  assert.deepEqual(answers.map((a) => a.status), [...range(20).map(() => 204), ...range(30).map(() => 201)]);
+  const created = answers.slice(20, 40).map((a) => a.json);
+  const links = answers.slice(40).map((a) => a.json.url);
+  assert.equal(new Set(created.map((k) => k.id)).size, 20);
+  assert.equal(new Set(links).size, 10);
+
+  const listed = (await gw.admin('GET', `/keys?subject=${encodeURIComponent(subject)}`)).json.items;
+  assert.deepEqual(listed.map((k) => k.id).sort(), created.map((k) => k.id).sort());
+  assert.deepEqual(listed.map((k) => k.label).sort(), range(20).map((i) => `k${i}`).sort());
+  const seen = await Promise.all(created.map((k) => rawWhoami('wide', k.key)));
+  for (const r of seen) {
+    assert.equal(r.status, 200, r.text);
+    for (const i of range(20)) assert.equal(r.seen[`x-s${i}`], values[i], `s${i}`);
+  }
+  for (const url of links) {
+    const page = await openPage(url);
+    assert.equal(page.status, 200);
+    assert.match(page.html, /conc@example\.com/);
+  }
+});
+
+test('parallel PUTs of one upstream, and of one subject secret, end with one whole write, never a mix', async () => {
+  const N = 20;
+  const shared = range(N).map((i) => `shared-${i}-${rand()}`);
+  const body = (i) => ({
+    url: `${up.wide.url}?v=${i}`,
+    headers: { 'X-Version': `v${i}`, 'X-Check': `c${i}`, 'X-Shared': '{{user.shared}}' },
+    user_fields: [{ name: 'shared', label: `Field ${i}` }],
+  });
+  const answers = await Promise.all([
+    ...range(N).map((i) => gw.admin('PUT', '/upstreams/race', body(i))),
+    ...shared.map((value) => gw.admin('PUT', '/subjects/racer/secrets/shared', { value })),
+  ]);
+  assert.deepEqual(answers.map((a) => a.status), [...range(N).map(() => 200), ...range(N).map(() => 204)]);
+
+  const stored = (await gw.admin('GET', '/upstreams/race')).json;
+  const i = Number(stored.headers['X-Version'].slice(1));
+  assert.ok(Number.isInteger(i) && i >= 0 && i < N, JSON.stringify(stored));
+  assert.equal(stored.url, body(i).url);
+  assert.deepEqual(stored.headers, body(i).headers);
+  assert.equal(stored.user_fields[0].label, `Field ${i}`);
+  assert.equal((await gw.admin('GET', '/upstreams')).json.items.filter((u) => u.id === 'race').length, 1);
+
+  const key = (await newKey('racer', ['race'])).key;
+  const r = await rawWhoami('race', key);
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.seen['x-version'], `v${i}`);
+  assert.equal(r.seen['x-check'], `c${i}`);
+  assert.ok(shared.includes(r.seen['x-shared']), 'the subject secret is one written value, whole');
+});

@@ -14,7 +14,8 @@
 //! | DO | `pending:{sha256 hex of state}` | `PendingAuthorization` (PKCE verifier sealed, context `pending:{subject}:{upstream}`) | ≤ 10 minutes, taken once |
 //!
 //! KV is eventually consistent (up to 60 s between locations) and holds only operator
-//! configuration; everything that must not race lives in the subject's Durable Object.
+//! configuration, which each isolate caches for `kv::CACHE_TTL_MS`; everything that must not
+//! race lives in the subject's Durable Object, which the Worker calls over RPC (`op`).
 
 pub mod kv;
 pub mod protocol;

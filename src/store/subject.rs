@@ -314,9 +314,17 @@ impl SubjectStore {
         oauth: bool,
     ) -> Result<Resolved> {
         let storage = self.storage();
-        let Some(record) = storage.get::<KeyRecord>(&format!("key:{key_hash}")).await? else {
+        // Everything a request may need, in one storage read.
+        let key_name = format!("key:{key_hash}");
+        let conn_name = format!("conn:{upstream}");
+        let mut names = vec![key_name.clone(), conn_name.clone()];
+        names.extend(user.iter().map(|n| format!("usecret:{n}")));
+        let found = storage.get_multiple(names).await?;
+        let take = |name: &str| Some(found.get(&name.into())).filter(|v| !v.is_undefined());
+        let Some(record) = take(&key_name) else {
             return Ok(Resolved::InvalidKey);
         };
+        let record: KeyRecord = serde_wasm_bindgen::from_value(record)?;
         // Found by the SHA-256 of the whole key: no byte of the key itself is ever compared, so
         // the lookup's timing says nothing about it.
         match record.access(upstream, now_ms()) {
@@ -325,7 +333,7 @@ impl SubjectStore {
             Access::Allowed => {}
         }
         let subject = record.subject;
-        let conn: Option<Connection> = storage.get(&format!("conn:{upstream}")).await?;
+        let conn: Option<Connection> = take(&conn_name).map(serde_wasm_bindgen::from_value).transpose()?;
         let mut values = BTreeMap::new();
         for name in user {
             let from_conn = conn.as_ref().and_then(|c| c.values.get(name)).map(|sealed| SealedValue {
@@ -334,9 +342,8 @@ impl SubjectStore {
             });
             let value = match from_conn {
                 Some(v) => Some(v),
-                None => storage
-                    .get::<String>(&format!("usecret:{name}"))
-                    .await?
+                None => take(&format!("usecret:{name}"))
+                    .and_then(|v| v.as_string())
                     .map(|sealed| SealedValue { context: user_secret_context(&subject, name), sealed }),
             };
             if let Some(v) = value {

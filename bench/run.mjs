@@ -87,6 +87,12 @@ function startUpstream() {
   });
 }
 
+/** Every `wrangler dev` still running, killed when the benchmark exits however it exits. */
+const running = new Set();
+process.on('exit', () => {
+  for (const c of running) try { process.kill(-c.pid, 'SIGKILL'); } catch { /* gone */ }
+});
+
 function freePort() {
   return new Promise((resolve) => {
     const s = net.createServer();
@@ -165,7 +171,8 @@ async function startWorker(name, config, vars, persist) {
   child.stderr.pipe(out);
   let exited = null;
   child.on('exit', (c) => { exited = c; });
-  process.on('exit', () => { if (exited === null) try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ } });
+  running.add(child);
+  child.on('exit', () => running.delete(child));
   const deadline = Date.now() + 120_000;
   const started = performance.now();
   let workerd;

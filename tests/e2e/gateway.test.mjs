@@ -115,6 +115,61 @@ test('health and admin authentication', async () => {
   assert.equal(none.status, 401);
 });
 
+test('admin-token guessing: after 10 wrong tokens a client gets 429 with Retry-After, even with the right token; other clients are unaffected', async () => {
+  const from = (ip, token) => fetch(gw.base + '/admin/v1/upstreams', {
+    headers: { authorization: `Bearer ${token}`, 'cf-connecting-ip': ip },
+  });
+  const guesser = '203.0.113.' + (1 + randomBytes(1)[0] % 250);
+  for (let i = 0; i < 10; i++) {
+    const r = await from(guesser, `guess-${i}`);
+    assert.equal(r.status, 401, `guess ${i}`);
+    await r.text();
+  }
+  for (const token of ['guess-10', gw.adminToken]) {
+    const r = await from(guesser, token);
+    assert.equal(r.status, 429, 'over the limit, the token is not even looked at');
+    assert.equal((await r.json()).error.code, 'too_many_attempts');
+    const after = Number(r.headers.get('retry-after'));
+    assert.ok(after >= 1 && after <= 300, `Retry-After ${after}`);
+  }
+  const other = await from('198.51.100.7', gw.adminToken);
+  assert.equal(other.status, 200, 'another client is not locked out');
+  await other.text();
+  assert.equal((await gw.admin('GET', '/upstreams')).status, 200);
+});
+
+test('security headers on every answer the gateway makes itself, none added to relayed upstream answers', async () => {
+  const adminAuth = { authorization: `Bearer ${gw.adminToken}` };
+  const own = [
+    ['GET', '/healthz', {}, 200],
+    ['GET', '/admin/v1/upstreams', adminAuth, 200],
+    ['GET', '/admin/v1/upstreams', {}, 401],
+    ['PUT', '/admin/v1/keys', adminAuth, 405],
+    ['GET', '/nowhere', {}, 404],
+    ['POST', '/mcp/tenant', { 'content-type': 'application/json' }, 401],
+    ['POST', '/mcp/nope', { authorization: `Bearer ${keys.alice}`, 'content-type': 'application/json' }, 404],
+    ['POST', '/mcp/tenant', { authorization: `Bearer ${keys.alice}`, origin: 'https://evil.example' }, 403],
+    ['GET', '/oauth/client-metadata.json', {}, 200],
+    ['GET', '/oauth/callback', {}, 400],
+  ];
+  for (const [method, path, headers, status] of own) {
+    const r = await fetch(gw.base + path, { method, headers, body: method === 'POST' ? '{}' : undefined });
+    const what = `${method} ${path}`;
+    assert.equal(r.status, status, what);
+    assert.equal(r.headers.get('x-content-type-options'), 'nosniff', what);
+    assert.equal(r.headers.get('cache-control'), 'no-store', what);
+    assert.equal(r.headers.get('referrer-policy'), 'no-referrer', what);
+    assert.match(r.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/, what);
+    await r.text();
+  }
+  const relayed = await mcpPost('/mcp/apikey', keys.alice, initialize());
+  assert.equal(relayed.status, 200);
+  for (const h of ['x-content-type-options', 'referrer-policy', 'content-security-policy']) {
+    assert.equal(relayed.headers.get(h), null, `${h} is not added to an upstream's answer`);
+  }
+  await relayed.text();
+});
+
 test('admin API validates input and names the field', async () => {
   const cases = [
     ['PUT', '/upstreams/Bad_Id', { url: 'http://127.0.0.1:1/' }, 'id'],

@@ -170,6 +170,23 @@ test('security headers on every answer the gateway makes itself, none added to r
   await relayed.text();
 });
 
+test('open redirect: no route sends a browser where a parameter says', async () => {
+  const evil = encodeURIComponent('https://evil.example/x');
+  const link = (await gw.admin('POST', '/links', { subject: 'bob', upstream: 'tenant' })).json.url;
+  for (const path of [
+    `/oauth/callback?state=x&code=y&redirect_uri=${evil}&next=${evil}`,
+    `/oauth/callback?error=access_denied&state=x&return_to=${evil}`,
+    `${new URL(link).pathname}?next=${evil}&redirect_uri=${evil}`,
+    `/connect/mabl_${'0'.repeat(64)}_${'A'.repeat(43)}?next=${evil}`,
+    `/healthz?redirect=${evil}`,
+  ]) {
+    const r = await fetch(gw.base + path, { redirect: 'manual' });
+    assert.ok(r.status < 300 || r.status >= 400, `${path}: ${r.status}`);
+    assert.equal(r.headers.get('location'), null, path);
+    assert.ok(!(await r.text()).includes('evil.example'), `${path}: the target is not echoed`);
+  }
+});
+
 test('admin API validates input and names the field', async () => {
   const cases = [
     ['PUT', '/upstreams/Bad_Id', { url: 'http://127.0.0.1:1/' }, 'id'],
@@ -493,6 +510,23 @@ test('an unauthenticated client cannot make the gateway buffer a large body', as
   const r = await mcpPost('/mcp/apikey', null, big);
   assert.equal(r.status, 401, 'the key is checked before the body is read');
   await r.text();
+});
+
+test('deeply nested bodies: the MCP body stays opaque (relayed, never a 5xx from the gateway); the admin API answers 400', async () => {
+  const depth = 200_000;
+  const nested = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":' + '['.repeat(depth) + ']'.repeat(depth) + '}';
+  const deepArray = '['.repeat(depth) + ']'.repeat(depth);
+  for (const body of [nested, deepArray]) {
+    const r = await mcpPost('/mcp/apikey', keys.alice, body);
+    assert.ok(r.status < 500, `relayed or refused, not a crash: ${r.status}`);
+    await r.text();
+  }
+  const admin = await gw.admin('PUT', '/secrets/deep', '{"value":' + '['.repeat(depth) + ']'.repeat(depth) + '}');
+  assert.equal(admin.status, 400, admin.text);
+  assert.equal(admin.json.error.data.field, 'body');
+  const after = await mcpPost('/mcp/apikey', keys.alice, initialize());
+  assert.equal(after.status, 200, 'the gateway still answers');
+  await after.text();
 });
 
 test('error table: unreachable, timeout, body limit, origin', async () => {

@@ -7,10 +7,11 @@ use crate::core::encoding::{ct_eq, hex, rfc3339};
 use crate::core::headers::is_field_value;
 use crate::core::ids::{SecretName, SubjectId, UpstreamId};
 use crate::core::keys::{self, KeyRecord};
+use crate::core::seal::Resealed;
 use crate::core::upstream::parse_upstream;
 use crate::error::Error;
 use crate::http;
-use crate::store::kv::oauth_client_context;
+use crate::store::kv::{oauth_client_context, secret_context};
 use crate::store::protocol::{user_secret_context, Op};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -19,23 +20,37 @@ use worker::{Request, Response};
 /// Longest key lifetime accepted: ten years.
 const MAX_EXPIRES_IN: u64 = 10 * 365 * 24 * 3600;
 
-/// Checks the admin bearer token in constant time (digests first, so length leaks nothing).
-pub fn authorize(app: &App, req: &Request) -> Result<(), Error> {
+/// Checks the admin bearer token in constant time (digests first, so length leaks nothing),
+/// then asks the client's guard object how to answer: after `throttle::MAX_FAILURES` wrong
+/// tokens in a window, 429 whatever the token, so guessing gets no answer at all. The guard is
+/// one Durable Object per client address (`CF-Connecting-IP`, which Cloudflare sets; one shared
+/// guard without it), so the limit holds across isolates and locations. Cost: one object call
+/// per admin request; the MCP path never comes here.
+pub async fn authorize(app: &App, req: &Request) -> Result<(), Error> {
     let expected = app.config.admin_token.as_deref().ok_or(Error::AdminDisabled)?;
     let header = http::header(req, "authorization").unwrap_or_default();
     let presented = match header.trim().split_once(' ') {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
         _ => "",
     };
-    if ct_eq(&Sha256::digest(presented.as_bytes()), &Sha256::digest(expected.as_bytes())) {
-        Ok(())
-    } else {
-        Err(Error::AdminUnauthorized)
+    let ok = ct_eq(&Sha256::digest(presented.as_bytes()), &Sha256::digest(expected.as_bytes()));
+    // ':' is not allowed in a subject id: a guard never shares a subject's store.
+    let client = http::header(req, "cf-connecting-ip").unwrap_or_default();
+    let guard = app.store_for(&format!("admin-guard:{}", client.trim()))?;
+    let blocked: Value = call(&guard, &Op::AdminAttempt { ok }).await?;
+    match blocked.as_u64() {
+        Some(retry_after) => Err(Error::AdminRateLimited { retry_after }),
+        None if ok => Ok(()),
+        None => Err(Error::AdminUnauthorized),
     }
 }
 
+/// The JSON body; an empty body is `{}`, so the answer names the field that is missing.
 async fn body_json(req: &mut Request, limit: usize) -> Result<Value, Error> {
     let bytes = http::read_body(req, limit).await?;
+    if bytes.is_empty() {
+        return Ok(json!({}));
+    }
     serde_json::from_slice(&bytes).map_err(|e| Error::bad_request("body", format!("is not valid JSON ({e})")))
 }
 
@@ -97,7 +112,7 @@ pub async fn delete_upstream(app: &App, id: &str) -> Result<Response, Error> {
 pub async fn put_secret(app: &App, mut req: Request, secret: &str) -> Result<Response, Error> {
     let secret = name(SecretName::parse(secret), "name")?;
     let value = secret_value(&body_json(&mut req, app.config.max_body_bytes).await?)?;
-    let sealed = app.seal(&crate::store::kv::secret_context(secret.as_str()), value.as_bytes())?;
+    let sealed = app.seal(&secret_context(secret.as_str()), value.as_bytes())?;
     app.config_store()?.put_secret(secret.as_str(), sealed).await?;
     Ok(http::empty(204))
 }
@@ -262,4 +277,67 @@ pub async fn list_connections(app: &App, req: &Request) -> Result<Response, Erro
             })
             .collect(),
     ))
+}
+
+/// Subjects one `POST /admin/v1/reseal` re-seals at most: each is a subrequest, and a Worker
+/// invocation may make only 50 on the free plan.
+const MAX_RESEAL_SUBJECTS: usize = 40;
+
+/// `POST /admin/v1/reseal {subjects?: [..]}` (`ENCRYPTION_KEY` rotation): re-seals under the
+/// first key every operator value in KV (secrets, OAuth client secrets, registrations) and every
+/// value of the subjects named. A subject store also does this by itself when it is next used;
+/// KV has no compare-and-set, so a config write racing this pass may be undone: run it while no
+/// one changes upstreams or secrets. Answers what it found: once nothing is left under the old
+/// key (and nothing is unreadable), the old key may go.
+pub async fn reseal(app: &App, mut req: Request) -> Result<Response, Error> {
+    let body = body_json(&mut req, app.config.max_body_bytes).await?;
+    let subjects: Vec<SubjectId> = match body.get("subjects") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(list)) if list.len() <= MAX_RESEAL_SUBJECTS => list
+            .iter()
+            .map(|s| name(SubjectId::parse(s.as_str().unwrap_or_default()), "subjects"))
+            .collect::<Result<_, _>>()?,
+        Some(_) => {
+            return Err(Error::bad_request(
+                "subjects",
+                format!("must be an array of at most {MAX_RESEAL_SUBJECTS} subject ids"),
+            ))
+        }
+    };
+    let ring = app.keyring()?;
+    let store = app.config_store()?;
+    let mut config = Resealed::default();
+    // Read past the isolate caches: what is written back must be what KV holds now.
+    for key in store.keys("").await? {
+        let before = config.resealed;
+        if let Some(id) = key.strip_prefix("upstream:") {
+            let Some(mut upstream) = store.upstream_uncached(id).await? else { continue };
+            if let Some(sealed) = upstream.oauth.as_mut().and_then(|o| o.client_secret_sealed.as_mut()) {
+                ring.reseal(&oauth_client_context(id), sealed, random_bytes(), &mut config);
+            }
+            if config.resealed > before {
+                store.put_upstream(&upstream).await?;
+            }
+            continue;
+        }
+        let Some(mut value) = store.raw(&key).await? else { continue };
+        if let Some(name) = key.strip_prefix("secret:") {
+            ring.reseal(&secret_context(name), &mut value, random_bytes(), &mut config);
+            if config.resealed > before {
+                store.put_secret(name, value).await?;
+            }
+        } else if let Some((id, _)) = key.strip_prefix("oauth-registration:").and_then(|k| k.rsplit_once(':'))
+        {
+            ring.reseal(&format!("oauth-registration:{id}"), &mut value, random_bytes(), &mut config);
+            if config.resealed > before {
+                store.put_raw(&key, value).await?;
+            }
+        }
+    }
+    let mut done = serde_json::Map::new();
+    for subject in subjects {
+        let tally: Value = call(&app.store_for(subject.as_str())?, &Op::Reseal).await?;
+        done.insert(subject.to_string(), tally);
+    }
+    Ok(http::json(200, &json!({ "key_id": ring.primary_id(), "config": config, "subjects": done })))
 }

@@ -64,6 +64,10 @@ pub enum Error {
     InvalidSessionUrl,
     // --- admin API (API.md §4) ---
     AdminUnauthorized,
+    /// Too many wrong admin tokens from this client: its token is not even checked for a while.
+    AdminRateLimited {
+        retry_after: u64,
+    },
     AdminDisabled,
     BadRequest {
         field: String,
@@ -148,6 +152,11 @@ impl Error {
             ),
             Error::InvalidSessionUrl => (400, "invalid_session_url", "this message URL was not issued for this key".into()),
             Error::AdminUnauthorized => (401, "unauthorized", "missing or wrong admin token".into()),
+            Error::AdminRateLimited { retry_after } => (
+                429,
+                "too_many_attempts",
+                format!("too many wrong admin tokens from this client: try again in {retry_after} s"),
+            ),
             Error::AdminDisabled => (503, "admin_disabled", "ADMIN_TOKEN is not set: run `wrangler secret put ADMIN_TOKEN`".into()),
             Error::BadRequest { field, message } => (400, "invalid_request", format!("{field}: {message}")),
             Error::NotFound { what } => (404, "not_found", format!("{what} not found")),
@@ -157,7 +166,11 @@ impl Error {
                 "encryption_key_missing",
                 "ENCRYPTION_KEY is not set, so secrets cannot be stored or read: run `wrangler secret put ENCRYPTION_KEY` with 32 random bytes in base64".into(),
             ),
-            Error::EncryptionKeyInvalid => (500, "encryption_key_invalid", "ENCRYPTION_KEY must be 32 bytes, base64-encoded".into()),
+            Error::EncryptionKeyInvalid => (
+                500,
+                "encryption_key_invalid",
+                "ENCRYPTION_KEY must be 32 bytes, base64-encoded, or a comma-separated list of such keys".into(),
+            ),
             Error::Internal { .. } => (500, "internal_error", "internal error".into()),
         }
     }
@@ -202,6 +215,7 @@ impl Error {
             }
             Error::MethodNotAllowed { allow } => vec![("Allow", (*allow).into())],
             Error::AuthorizationServerUnavailable { .. } => vec![("Retry-After", "30".into())],
+            Error::AdminRateLimited { retry_after } => vec![("Retry-After", retry_after.to_string())],
             _ => vec![],
         }
     }
@@ -245,6 +259,7 @@ mod tests {
             (Error::UpstreamRejectedCredentials { upstream: up() }, 502),
             (Error::MissingOperatorValue { name: "secret.x".into() }, 500),
             (Error::AdminUnauthorized, 401),
+            (Error::AdminRateLimited { retry_after: 5 }, 429),
             (Error::bad_request("url", "is required"), 400),
             (Error::internal("boom"), 500),
         ];

@@ -6,15 +6,34 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use worker::{Headers, Request, Response};
 
-pub fn json(status: u16, value: &Value) -> Response {
+/// Headers on every answer the gateway makes itself (JSON, errors, admin API, health; the
+/// connect pages carry `PAGE_HEADERS`), never on relayed upstream answers: not sniffed as
+/// something else, not cached, never framed or leaking the URL through `Referer`.
+const OWN_HEADERS: [(&str, &str); 4] = [
+    ("X-Content-Type-Options", "nosniff"),
+    ("Cache-Control", "no-store"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"),
+];
+
+fn own(status: u16, content_type: Option<&str>) -> worker::ResponseBuilder {
     let headers = Headers::new();
-    let _ = headers.set("Content-Type", "application/json");
-    let _ = headers.set("Cache-Control", "no-store");
-    Response::builder().with_status(status).with_headers(headers).fixed(value.to_string().into_bytes())
+    for (name, value) in OWN_HEADERS.iter().copied().chain(content_type.map(|t| ("Content-Type", t))) {
+        let _ = headers.set(name, value);
+    }
+    Response::builder().with_status(status).with_headers(headers)
+}
+
+pub fn json(status: u16, value: &Value) -> Response {
+    own(status, Some("application/json")).fixed(value.to_string().into_bytes())
+}
+
+pub fn text(status: u16, body: &str) -> Response {
+    own(status, Some("text/plain; charset=utf-8")).fixed(body.as_bytes().to_vec())
 }
 
 pub fn empty(status: u16) -> Response {
-    Response::builder().with_status(status).empty()
+    own(status, None).empty()
 }
 
 /// Renders an error; internal details go to the log (they never hold secret values).

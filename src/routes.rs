@@ -22,7 +22,7 @@ pub async fn handle(app: &App, req: Request) -> Response {
     let origin = http::header(&req, "origin");
 
     let result: Result<Response, Error> = match (method.clone(), segs.as_slice()) {
-        (Method::Get, ["healthz"]) => Ok(Response::ok("ok").unwrap_or_else(|_| http::empty(200))),
+        (Method::Get, ["healthz"]) => Ok(http::text(200, "ok")),
 
         // MCP surface (API.md §1)
         (Method::Options, ["mcp" | "sse", ..]) => Ok(preflight(app, &req, origin.as_deref())),
@@ -45,7 +45,7 @@ pub async fn handle(app: &App, req: Request) -> Response {
         (Method::Get, ["oauth", "client-metadata.json"]) => Ok(crate::connect::client_metadata(app)),
 
         // Admin API (API.md §4)
-        (_, ["admin", "v1", ..]) => match admin::authorize(app, &req) {
+        (_, ["admin", "v1", ..]) => match admin::authorize(app, &req).await {
             Err(e) => Err(e),
             Ok(()) => admin_route(app, req, method, &segs[2..]).await,
         },
@@ -75,6 +75,7 @@ async fn admin_route(app: &App, req: Request, method: Method, path: &[&str]) -> 
         (Method::Delete, ["keys", id]) => admin::revoke_key(app, id).await,
         (Method::Get, ["connections"]) => admin::list_connections(app, &req).await,
         (Method::Post, ["links"]) => admin::create_link(app, req).await,
+        (Method::Post, ["reseal"]) => admin::reseal(app, req).await,
         (Method::Delete, ["subjects", subject, "connections", upstream]) => {
             admin::delete_connection(app, subject, upstream).await
         }
@@ -86,7 +87,7 @@ async fn admin_route(app: &App, req: Request, method: Method, path: &[&str]) -> 
         (_, ["keys"]) => Err(Error::MethodNotAllowed { allow: "GET, POST" }),
         (_, ["keys", _]) => Err(Error::MethodNotAllowed { allow: "DELETE" }),
         (_, ["connections"]) => Err(Error::MethodNotAllowed { allow: "GET" }),
-        (_, ["links"]) => Err(Error::MethodNotAllowed { allow: "POST" }),
+        (_, ["links"] | ["reseal"]) => Err(Error::MethodNotAllowed { allow: "POST" }),
         (_, ["subjects", _, "connections", _]) => Err(Error::MethodNotAllowed { allow: "DELETE" }),
         _ => Err(Error::NotFound { what: "admin route".into() }),
     }

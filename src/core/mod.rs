@@ -14,4 +14,5 @@ pub mod policy;
 pub mod seal;
 pub mod sse;
 pub mod template;
+pub mod throttle;
 pub mod upstream;

@@ -2,7 +2,8 @@
 //!
 //! Sealed form: `v1.<kid>.<base64url(nonce ‖ ciphertext ‖ tag)>`. `kid` names the key (first
 //! 8 hex digits of SHA-256 over a label and the key), so a second key can be added and old
-//! values still opened. Every value is sealed with associated data naming where it lives
+//! values still opened: `ENCRYPTION_KEY` is a comma-separated list, the first key seals and
+//! every key opens; [`Keyring::reseal`] moves a value to the first key. Every value is sealed with associated data naming where it lives
 //! (`secret:NAME`, `user:SUBJECT:NAME` ...), so a sealed value copied to another record does
 //! not open there.
 
@@ -30,7 +31,9 @@ pub enum SealError {
 impl fmt::Display for SealError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SealError::BadKey => f.write_str("ENCRYPTION_KEY must be 32 bytes, base64-encoded"),
+            SealError::BadKey => f.write_str(
+                "ENCRYPTION_KEY must be 32 bytes, base64-encoded (or a comma-separated list of such keys)",
+            ),
             SealError::Malformed => f.write_str("sealed value is malformed"),
             SealError::UnknownKey(kid) => write!(f, "sealed with unknown key id {kid}"),
             SealError::Forged => f.write_str("sealed value failed authentication"),
@@ -69,11 +72,15 @@ impl Keyring {
         ring
     }
 
-    /// Parses `ENCRYPTION_KEY`: 32 bytes in standard base64.
+    /// Parses `ENCRYPTION_KEY`: one or more keys of 32 bytes in standard base64, separated by
+    /// commas; the first seals, all open (rotation: put the new key first, keep the old after it).
     pub fn from_base64(value: &str) -> Result<Self, SealError> {
-        let bytes = super::encoding::b64_decode(value).ok_or(SealError::BadKey)?;
-        let key: [u8; 32] = bytes.try_into().map_err(|_| SealError::BadKey)?;
-        Ok(Self::new(key))
+        let mut ring = Keyring { keys: Vec::new() };
+        for part in value.split(',') {
+            let bytes = super::encoding::b64_decode(part).ok_or(SealError::BadKey)?;
+            ring.push(bytes.try_into().map_err(|_| SealError::BadKey)?);
+        }
+        Ok(ring)
     }
 
     fn push(&mut self, key: [u8; 32]) {
@@ -119,6 +126,39 @@ impl Keyring {
 
     pub fn open_string(&self, context: &str, sealed: &str) -> Result<String, SealError> {
         String::from_utf8(self.open(context, sealed)?).map_err(|_| SealError::Malformed)
+    }
+
+    /// Moves `value` (sealed for `context`) to the primary key when another key of the ring
+    /// sealed it, and counts what it found. A value that does not open is left as it is.
+    pub fn reseal(&self, context: &str, value: &mut String, nonce: [u8; NONCE_LEN], tally: &mut Resealed) {
+        if value.split('.').nth(1) == Some(self.primary_id()) {
+            tally.current += 1;
+            return;
+        }
+        match self.open(context, value) {
+            Ok(plain) => {
+                *value = self.seal(context, &plain, nonce);
+                tally.resealed += 1;
+            }
+            Err(_) => tally.unreadable += 1,
+        }
+    }
+}
+
+/// What a re-sealing pass found: values moved to the primary key, values already under it, and
+/// values no key of the ring opens (sealed under a key no longer listed, or damaged).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Resealed {
+    pub resealed: u32,
+    pub current: u32,
+    pub unreadable: u32,
+}
+
+impl Resealed {
+    pub fn add(&mut self, other: Resealed) {
+        self.resealed += other.resealed;
+        self.current += other.current;
+        self.unreadable += other.unreadable;
     }
 }
 
@@ -169,5 +209,51 @@ mod tests {
         assert_eq!(Keyring::from_base64("c2hvcnQ=").unwrap_err(), SealError::BadKey);
         assert_eq!(Keyring::from_base64("not base64!").unwrap_err(), SealError::BadKey);
         assert_ne!(key_id(&development_key()), key_id(&[0; 32]));
+        let two = format!("{b64}, {}", super::super::encoding::b64(&[4u8; 32]));
+        assert_eq!(Keyring::from_base64(&two).unwrap().primary_id(), key_id(&[3; 32]));
+        for bad in [format!("{b64},"), format!("{b64},c2hvcnQ="), ",".into()] {
+            assert_eq!(Keyring::from_base64(&bad).unwrap_err(), SealError::BadKey, "{bad}");
+        }
+    }
+
+    fn ring_of(bytes: &[u8]) -> Keyring {
+        let list: Vec<String> = bytes.iter().map(|b| super::super::encoding::b64(&[*b; 32])).collect();
+        Keyring::from_base64(&list.join(",")).unwrap()
+    }
+
+    #[test]
+    fn rotation_the_first_key_seals_every_key_opens() {
+        let old = ring_of(&[1]);
+        let sealed_old = old.seal("secret:a", b"value", [1; 12]);
+        let rotated = ring_of(&[2, 1]);
+        assert_eq!(rotated.open("secret:a", &sealed_old).unwrap(), b"value");
+        let sealed_new = rotated.seal("secret:a", b"value", [2; 12]);
+        assert!(sealed_new.starts_with(&format!("v1.{}.", key_id(&[2; 32]))));
+        assert!(matches!(old.open("secret:a", &sealed_new), Err(SealError::UnknownKey(_))));
+    }
+
+    #[test]
+    fn reseal_moves_old_values_to_the_primary_key_and_counts() {
+        let old = ring_of(&[1]);
+        let rotated = ring_of(&[2, 1]);
+        let new_only = ring_of(&[2]);
+        let mut tally = Resealed::default();
+        let mut value = old.seal("user:s:k", b"v1", [1; 12]);
+        rotated.reseal("user:s:k", &mut value, [3; 12], &mut tally);
+        assert_eq!(new_only.open("user:s:k", &value).unwrap(), b"v1");
+        let before = value.clone();
+        rotated.reseal("user:s:k", &mut value, [4; 12], &mut tally);
+        assert_eq!(value, before, "a value under the primary key is left alone");
+        let mut foreign = ring_of(&[9]).seal("user:s:k", b"x", [5; 12]);
+        let mut wrong_context = old.seal("user:s:other", b"x", [6; 12]);
+        let (f0, w0) = (foreign.clone(), wrong_context.clone());
+        rotated.reseal("user:s:k", &mut foreign, [7; 12], &mut tally);
+        rotated.reseal("user:s:k", &mut wrong_context, [8; 12], &mut tally);
+        assert_eq!((foreign, wrong_context), (f0, w0), "what does not open is left as it is");
+        assert_eq!(tally, Resealed { resealed: 1, current: 1, unreadable: 2 });
+        let mut sum = Resealed::default();
+        sum.add(tally);
+        sum.add(tally);
+        assert_eq!(sum.unreadable, 4);
     }
 }

@@ -51,9 +51,14 @@ impl ConfigStore {
             return Ok(hit);
         }
         let began = UPSTREAMS.with_borrow(|c| c.generation());
-        let found: Option<Upstream> = self.kv.get(&upstream_key(id)).json().await.map_err(Error::internal)?;
+        let found = self.upstream_uncached(id).await?;
         UPSTREAMS.with_borrow_mut(|c| c.fill(id, found.clone(), now_ms(), began));
         Ok(found)
+    }
+
+    /// What KV holds now, past this isolate's cache.
+    pub async fn upstream_uncached(&self, id: &str) -> Result<Option<Upstream>, Error> {
+        self.kv.get(&upstream_key(id)).json().await.map_err(Error::internal)
     }
 
     pub async fn put_upstream(&self, upstream: &Upstream) -> Result<(), Error> {
@@ -76,18 +81,25 @@ impl ConfigStore {
 
     pub async fn upstreams(&self) -> Result<Vec<Upstream>, Error> {
         let mut out = Vec::new();
+        for key in self.keys("upstream:").await? {
+            if let Some(u) = self.upstream(&key["upstream:".len()..]).await? {
+                out.push(u);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every key that starts with `prefix`.
+    pub async fn keys(&self, prefix: &str) -> Result<Vec<String>, Error> {
+        let mut out = Vec::new();
         let mut cursor = None;
         loop {
-            let mut list = self.kv.list().prefix("upstream:".into());
+            let mut list = self.kv.list().prefix(prefix.into());
             if let Some(c) = cursor.take() {
                 list = list.cursor(c);
             }
             let page = list.execute().await.map_err(Error::internal)?;
-            for key in &page.keys {
-                if let Some(u) = self.upstream(&key.name["upstream:".len()..]).await? {
-                    out.push(u);
-                }
-            }
+            out.extend(page.keys.into_iter().map(|k| k.name));
             if page.list_complete {
                 break;
             }

@@ -77,6 +77,14 @@ pub enum Op {
     TakeAuthorization {
         state_hash: String,
     },
+    /// Re-seals every value the store keeps under the primary key (`ENCRYPTION_KEY` rotation);
+    /// answers a `Resealed` tally.
+    Reseal,
+    /// To a guard object (named `admin-guard:{client}`, never a subject): one admin request from
+    /// that client, `ok` when its token was right; answers a `throttle::Verdict`.
+    AdminAttempt {
+        ok: bool,
+    },
 }
 
 /// The gateway's client registration at an authorization server, as a connection keeps it to

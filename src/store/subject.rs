@@ -10,12 +10,15 @@ use super::protocol::{
 use crate::core::connect::{LinkRecord, LinkState};
 use crate::core::keys::{Access, KeyRecord};
 use crate::core::oauth::token::{refresh_due, Grant, TokenOutcome};
+use crate::core::seal::{Keyring, Resealed};
+use crate::core::throttle::{Attempts, Verdict};
 use crate::store::protocol::{
-    access_token_value, connection_value_context, user_secret_context, ACCESS_TOKEN, REFRESH_TOKEN,
+    access_token_value, connection_value_context, pending_context, user_secret_context, ACCESS_TOKEN,
+    CLIENT_SECRET, REFRESH_TOKEN,
 };
 use serde::Serialize;
 use serde_json::{json, Value};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use worker::*;
 
@@ -25,11 +28,18 @@ pub struct SubjectStore {
     env: Env,
     /// Per upstream: until when refreshing is not tried again after the server failed.
     refresh_failed_until: RefCell<HashMap<String, u64>>,
+    /// Whether this instance has checked that its values are sealed under the primary key.
+    reseal_checked: Cell<bool>,
 }
 
 impl DurableObject for SubjectStore {
     fn new(state: State, env: Env) -> Self {
-        SubjectStore { state, env, refresh_failed_until: RefCell::new(HashMap::new()) }
+        SubjectStore {
+            state,
+            env,
+            refresh_failed_until: RefCell::new(HashMap::new()),
+            reseal_checked: Cell::new(false),
+        }
     }
 
     /// Not used: the Worker calls `op` over RPC. Answers 404 to anything that finds its way here.
@@ -46,12 +56,19 @@ impl SubjectStore {
     pub async fn op(&self, op: String) -> std::result::Result<String, wasm_bindgen::JsValue> {
         let run = async {
             let op: Op = serde_json::from_str(&op)?;
+            // A guard has nothing sealed; `Reseal` does the whole pass itself and reports it.
+            if !matches!(op, Op::Reseal | Op::AdminAttempt { .. }) {
+                self.reseal_once().await;
+            }
             let reply = self.apply(op).await?;
             serde_json::to_string(&reply).map_err(Error::from)
         };
         run.await.map_err(|e| wasm_bindgen::JsValue::from_str(&e.to_string()))
     }
 }
+
+/// Storage key of the id of the key this store last re-sealed everything under.
+const SEALED_WITH: &str = "sealed_with";
 
 /// How long a failed refresh is not retried.
 const REFRESH_BACKOFF_MS: u64 = 5_000;
@@ -216,7 +233,97 @@ impl SubjectStore {
             Op::CompleteLink { hash, values, oauth, scopes } => {
                 to_json(self.complete_link(&hash, values, oauth, scopes).await?)
             }
+            Op::Reseal => {
+                let ring = crate::app::keyring(&crate::app::config(&self.env))
+                    .map_err(|e| Error::RustError(e.describe().2))?;
+                to_json(self.reseal(&ring).await?)
+            }
+            Op::AdminAttempt { ok } => {
+                let stored: Option<String> = storage.get("admin_attempts").await?;
+                let mut attempts = Attempts::parse(stored.as_deref().unwrap_or_default());
+                let before = attempts;
+                let verdict = attempts.attempt(now_ms(), ok);
+                if attempts != before {
+                    storage.put("admin_attempts", attempts.stored()).await?;
+                }
+                // The seconds to wait when blocked, else null.
+                Ok(match verdict {
+                    Verdict::Blocked { retry_after } => json!(retry_after),
+                    Verdict::Checked => Value::Null,
+                })
+            }
         }
+    }
+
+    /// Once per object instance, before its first operation: when the primary key is not the
+    /// one this store last re-sealed under (`ENCRYPTION_KEY` was rotated), re-seal now. So every
+    /// subject that is used moves to the new key by itself; `POST /admin/v1/reseal` reaches the
+    /// others by name.
+    async fn reseal_once(&self) {
+        if self.reseal_checked.replace(true) {
+            return;
+        }
+        let Ok(ring) = crate::app::keyring(&crate::app::config(&self.env)) else { return };
+        let done = async {
+            if self.storage().get::<String>(SEALED_WITH).await?.as_deref() != Some(ring.primary_id()) {
+                self.reseal(&ring).await?;
+            }
+            Ok::<_, Error>(())
+        };
+        if let Err(e) = done.await {
+            console_error!("mcp-authbridge: re-sealing a subject store failed: {e}");
+        }
+    }
+
+    /// Re-seals every sealed value kept here (subject secrets, connections, pending
+    /// authorizations) under the primary key. Only storage calls between reads and writes, so no
+    /// other operation of this object runs in between (input gates). Notes the key when every
+    /// value opened.
+    async fn reseal(&self, ring: &Keyring) -> Result<Resealed> {
+        let mut tally = Resealed::default();
+        let Some(subject) = self.subject().await? else { return Ok(tally) };
+        let storage = self.storage();
+        let one = |context: String, value: Option<&mut String>, tally: &mut Resealed| {
+            if let Some(value) = value {
+                ring.reseal(&context, value, crate::app::random_bytes(), tally);
+            }
+        };
+        for (name, mut sealed) in self.list_prefix::<String>("usecret:").await? {
+            let before = tally.resealed;
+            one(user_secret_context(&subject, &name), Some(&mut sealed), &mut tally);
+            if tally.resealed > before {
+                storage.put(&format!("usecret:{name}"), sealed).await?;
+            }
+        }
+        for (upstream, mut conn) in self.list_prefix::<Connection>("conn:").await? {
+            let before = tally.resealed;
+            let context = |name: &str| connection_value_context(&subject, &upstream, name);
+            for (name, value) in conn.values.iter_mut() {
+                one(context(name), Some(value), &mut tally);
+            }
+            if let Some(grant) = conn.oauth.as_mut() {
+                one(context(ACCESS_TOKEN), Some(&mut grant.access_token), &mut tally);
+                one(context(REFRESH_TOKEN), grant.refresh_token.as_mut(), &mut tally);
+                one(context(CLIENT_SECRET), grant.client.client_secret.as_mut(), &mut tally);
+            }
+            if tally.resealed > before {
+                storage.put(&format!("conn:{upstream}"), &conn).await?;
+            }
+        }
+        for (hash, mut pending) in self.list_prefix::<PendingAuthorization>("pending:").await? {
+            let before = tally.resealed;
+            let upstream = pending.upstream.clone();
+            one(pending_context(&subject, &upstream), Some(&mut pending.verifier), &mut tally);
+            let context = connection_value_context(&subject, &upstream, CLIENT_SECRET);
+            one(context, pending.client.client_secret.as_mut(), &mut tally);
+            if tally.resealed > before {
+                storage.put(&format!("pending:{hash}"), &pending).await?;
+            }
+        }
+        if tally.unreadable == 0 {
+            storage.put(SEALED_WITH, ring.primary_id()).await?;
+        }
+        Ok(tally)
     }
 
     /// Keeps a subject's links bounded: forgets used and expired ones, and keeps at most

@@ -565,3 +565,75 @@ test('parallel PUTs of one upstream, and of one subject secret, end with one who
   assert.equal(r.seen['x-check'], `c${i}`);
   assert.ok(shared.includes(r.seen['x-shared']), 'the subject secret is one written value, whole');
 });
+
+// Last in this file: it leaves the gateway running under the new key alone.
+test('ENCRYPTION_KEY rotation: "B,A" opens what A sealed and re-seals it under B (by the reseal endpoint, or by a store when next used); then B alone works', async () => {
+  const A = gw.encryptionKey;
+  const B = randomBytes(32).toString('base64');
+  const typed = { named: 'rot-named-' + rand(), lazy: 'rot-lazy-' + rand(), idle: 'rot-idle-' + rand() };
+  for (const v of Object.values(typed)) GOOD.add(v);
+  gw.track(Object.values(typed));
+  const subjects = ['rot-named', 'rot-lazy', 'rot-idle', 'rot-oauth', 'rot-pending'];
+  for (const s of subjects) keys[s] = (await newKey(s, s.includes('oauth') || s.includes('pending') ? ['oauthy'] : ['tickets'])).key;
+
+  // Under A: subject secrets set by the admin API (named, idle), a value typed on a connect page
+  // (lazy), an OAuth connection (oauth), an OAuth authorization half-way (pending), an operator
+  // secret and an operator OAuth client secret in KV.
+  for (const s of ['named', 'idle']) {
+    assert.equal((await gw.admin('PUT', `/subjects/rot-${s}/secrets/api_key`, { value: typed[s] })).status, 204);
+  }
+  const lazyLink = (await gw.admin('POST', '/links', { subject: 'rot-lazy', upstream: 'tickets' })).json.url;
+  const lazyPage = await openPage(lazyLink);
+  const lazyDone = await submit(lazyLink, { csrf: lazyPage.csrf, api_key: typed.lazy }, lazyPage.cookie);
+  assert.equal(lazyDone.status, 200, await lazyDone.text());
+  const oauthLink = (await gw.admin('POST', '/links', { subject: 'rot-oauth', upstream: 'oauthy' })).json.url;
+  assert.equal((await finishOAuthConnect(await startOAuthConnect(oauthLink), 'rot-oauth')).status, 200);
+  const pendingLink = (await gw.admin('POST', '/links', { subject: 'rot-pending', upstream: 'oauthy' })).json.url;
+  const pending = await startOAuthConnect(pendingLink);
+  await put('rot-client', { url: oauthMcp.url, oauth: { client_id: 'rot-client', client_secret: 'rot-client-secret-' + rand() } });
+  for (const s of ['named', 'lazy', 'idle']) assert.equal((await rawWhoami('tickets', keys[`rot-${s}`])).seen['x-api-key'], typed[s]);
+
+  // "B,A": everything still opens. rot-lazy's store re-seals itself on this first use.
+  await gw.restart({ vars: { ENCRYPTION_KEY: `${B},${A}` } });
+  assert.equal((await rawWhoami('tickets', keys['rot-lazy'])).seen['x-api-key'], typed.lazy);
+  const reseal = (subjectList) => gw.admin('POST', '/reseal', { subjects: subjectList });
+  const first = await reseal(['rot-named', 'rot-oauth', 'rot-pending']);
+  assert.equal(first.status, 200, first.text);
+  assert.equal(first.json.config.unreadable, 0, first.text);
+  assert.ok(first.json.config.resealed >= 2, `the tenant secret and the client secret at least: ${first.text}`);
+  assert.deepEqual(first.json.subjects['rot-named'], { resealed: 1, current: 0, unreadable: 0 });
+  assert.ok(first.json.subjects['rot-oauth'].resealed >= 1 && first.json.subjects['rot-oauth'].unreadable === 0, first.text);
+  assert.ok(first.json.subjects['rot-pending'].resealed >= 1 && first.json.subjects['rot-pending'].unreadable === 0, first.text);
+  assert.equal((await rawWhoami('tickets', keys['rot-named'])).seen['x-api-key'], typed.named);
+  assert.equal((await whoamiVia(gw.base + '/mcp/oauthy', keys['rot-oauth'])).sub, 'rot-oauth');
+  const again = await reseal(['rot-named', 'rot-lazy', 'rot-oauth', 'rot-pending']);
+  assert.equal(again.json.config.resealed, 0, again.text);
+  for (const s of ['rot-named', 'rot-lazy', 'rot-oauth', 'rot-pending']) {
+    assert.equal(again.json.subjects[s].resealed, 0, `${s} was already under B: ${again.text}`);
+    assert.ok(again.json.subjects[s].current >= 1, again.text);
+  }
+  assert.equal(new Set([first.json.key_id, again.json.key_id]).size, 1);
+
+  // B alone: what was re-sealed works, the OAuth authorization begun under A completes; the one
+  // subject neither used nor named (rot-idle) is the documented limit: its value stays under A,
+  // its requests fail (500), and the reseal endpoint reports it unreadable.
+  await gw.restart({ vars: { ENCRYPTION_KEY: B } });
+  for (const s of ['named', 'lazy']) {
+    const r = await rawWhoami('tickets', keys[`rot-${s}`]);
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.seen['x-api-key'], typed[s]);
+    assert.equal(r.seen['x-tenant'], SECRETS.tenant);
+  }
+  assert.equal((await whoamiVia(gw.base + '/mcp/oauthy', keys['rot-oauth'])).sub, 'rot-oauth');
+  const finished = await finishOAuthConnect(pending, 'rot-pending');
+  assert.equal(finished.status, 200, finished.text);
+  assert.equal((await whoamiVia(gw.base + '/mcp/oauthy', keys['rot-pending'])).sub, 'rot-pending');
+  const idle = await rawWhoami('tickets', keys['rot-idle']);
+  assert.equal(idle.status, 500, idle.text);
+  assert.ok(!idle.text.includes(typed.idle));
+  const report = await reseal(['rot-idle', 'rot-named']);
+  assert.equal(report.json.config.unreadable, 0, report.text);
+  assert.deepEqual(report.json.subjects['rot-idle'], { resealed: 0, current: 0, unreadable: 1 });
+  assert.equal(report.json.subjects['rot-named'].unreadable, 0);
+  assert.equal(report.json.key_id, first.json.key_id);
+});

@@ -115,6 +115,78 @@ test('health and admin authentication', async () => {
   assert.equal(none.status, 401);
 });
 
+test('admin-token guessing: after 10 wrong tokens a client gets 429 with Retry-After, even with the right token; other clients are unaffected', async () => {
+  const from = (ip, token) => fetch(gw.base + '/admin/v1/upstreams', {
+    headers: { authorization: `Bearer ${token}`, 'cf-connecting-ip': ip },
+  });
+  const guesser = '203.0.113.' + (1 + randomBytes(1)[0] % 250);
+  for (let i = 0; i < 10; i++) {
+    const r = await from(guesser, `guess-${i}`);
+    assert.equal(r.status, 401, `guess ${i}`);
+    await r.text();
+  }
+  for (const token of ['guess-10', gw.adminToken]) {
+    const r = await from(guesser, token);
+    assert.equal(r.status, 429, 'over the limit, the token is not even looked at');
+    assert.equal((await r.json()).error.code, 'too_many_attempts');
+    const after = Number(r.headers.get('retry-after'));
+    assert.ok(after >= 1 && after <= 300, `Retry-After ${after}`);
+  }
+  const other = await from('198.51.100.7', gw.adminToken);
+  assert.equal(other.status, 200, 'another client is not locked out');
+  await other.text();
+  assert.equal((await gw.admin('GET', '/upstreams')).status, 200);
+});
+
+test('security headers on every answer the gateway makes itself, none added to relayed upstream answers', async () => {
+  const adminAuth = { authorization: `Bearer ${gw.adminToken}` };
+  const own = [
+    ['GET', '/healthz', {}, 200],
+    ['GET', '/admin/v1/upstreams', adminAuth, 200],
+    ['GET', '/admin/v1/upstreams', {}, 401],
+    ['PUT', '/admin/v1/keys', adminAuth, 405],
+    ['GET', '/nowhere', {}, 404],
+    ['POST', '/mcp/tenant', { 'content-type': 'application/json' }, 401],
+    ['POST', '/mcp/nope', { authorization: `Bearer ${keys.alice}`, 'content-type': 'application/json' }, 404],
+    ['POST', '/mcp/tenant', { authorization: `Bearer ${keys.alice}`, origin: 'https://evil.example' }, 403],
+    ['GET', '/oauth/client-metadata.json', {}, 200],
+    ['GET', '/oauth/callback', {}, 400],
+  ];
+  for (const [method, path, headers, status] of own) {
+    const r = await fetch(gw.base + path, { method, headers, body: method === 'POST' ? '{}' : undefined });
+    const what = `${method} ${path}`;
+    assert.equal(r.status, status, what);
+    assert.equal(r.headers.get('x-content-type-options'), 'nosniff', what);
+    assert.equal(r.headers.get('cache-control'), 'no-store', what);
+    assert.equal(r.headers.get('referrer-policy'), 'no-referrer', what);
+    assert.match(r.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/, what);
+    await r.text();
+  }
+  const relayed = await mcpPost('/mcp/apikey', keys.alice, initialize());
+  assert.equal(relayed.status, 200);
+  for (const h of ['x-content-type-options', 'referrer-policy', 'content-security-policy']) {
+    assert.equal(relayed.headers.get(h), null, `${h} is not added to an upstream's answer`);
+  }
+  await relayed.text();
+});
+
+test('open redirect: no route sends a browser where a parameter says', async () => {
+  const evil = encodeURIComponent('https://evil.example/x');
+  const link = (await gw.admin('POST', '/links', { subject: 'bob', upstream: 'tenant' })).json.url;
+  for (const path of [
+    `/oauth/callback?state=x&code=y&redirect_uri=${evil}&next=${evil}`,
+    `/oauth/callback?error=access_denied&state=x&return_to=${evil}`,
+    `${new URL(link).pathname}?next=${evil}&redirect_uri=${evil}`,
+    `/connect/mabl_${'0'.repeat(64)}_${'A'.repeat(43)}?next=${evil}`,
+    `/healthz?redirect=${evil}`,
+  ]) {
+    const r = await fetch(gw.base + path, { redirect: 'manual' });
+    assert.ok(r.status < 300 || r.status >= 400, `${path}: ${r.status}`);
+    assert.equal(r.headers.get('location'), null, path);
+    assert.ok(!(await r.text()).includes('evil.example'), `${path}: the target is not echoed`);
+  }
+});
+
 test('admin API validates input and names the field', async () => {
   const cases = [
     ['PUT', '/upstreams/Bad_Id', { url: 'http://127.0.0.1:1/' }, 'id'],
@@ -438,6 +510,23 @@ test('an unauthenticated client cannot make the gateway buffer a large body', as
   const r = await mcpPost('/mcp/apikey', null, big);
   assert.equal(r.status, 401, 'the key is checked before the body is read');
   await r.text();
+});
+
+test('deeply nested bodies: the MCP body stays opaque (relayed, never a 5xx from the gateway); the admin API answers 400', async () => {
+  const depth = 200_000;
+  const nested = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":' + '['.repeat(depth) + ']'.repeat(depth) + '}';
+  const deepArray = '['.repeat(depth) + ']'.repeat(depth);
+  for (const body of [nested, deepArray]) {
+    const r = await mcpPost('/mcp/apikey', keys.alice, body);
+    assert.ok(r.status < 500, `relayed or refused, not a crash: ${r.status}`);
+    await r.text();
+  }
+  const admin = await gw.admin('PUT', '/secrets/deep', '{"value":' + '['.repeat(depth) + ']'.repeat(depth) + '}');
+  assert.equal(admin.status, 400, admin.text);
+  assert.equal(admin.json.error.data.field, 'body');
+  const after = await mcpPost('/mcp/apikey', keys.alice, initialize());
+  assert.equal(after.status, 200, 'the gateway still answers');
+  await after.text();
 });
 
 test('error table: unreachable, timeout, body limit, origin', async () => {

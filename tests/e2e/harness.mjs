@@ -74,11 +74,11 @@ export async function startGateway(vars = {}) {
     ALLOW_PRIVATE_UPSTREAMS: 'true',
     ...vars,
   };
-  const args = [
+  const args = () => [
     'dev', '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', String(inspectorPort),
     '--persist-to', path.join(state, 'persist'), '--show-interactive-dev-session=false',
+    ...Object.entries(allVars).flatMap(([k, v]) => ['--var', `${k}:${v}`]),
   ];
-  for (const [k, v] of Object.entries(allVars)) args.push('--var', `${k}:${v}`);
   const base = `http://127.0.0.1:${port}`;
 
   const tracked = new Map(); // value -> 'secret' | 'link'
@@ -101,7 +101,7 @@ export async function startGateway(vars = {}) {
     const log = createWriteStream(logFile, { flags: 'a' });
     logDone = new Promise((r) => log.on('close', r));
     exited = null;
-    child = spawn(path.join(ROOT, 'node_modules/.bin/wrangler'), args, {
+    child = spawn(path.join(ROOT, 'node_modules/.bin/wrangler'), args(), {
       cwd: ROOT,
       env: {
         ...process.env,
@@ -173,9 +173,14 @@ export async function startGateway(vars = {}) {
     track,
     trackLink,
     logText: () => readFileSync(logFile, 'utf8'),
-    /** Stops wrangler (SIGTERM, or e.g. SIGKILL for a crash) and starts it again on the same state. */
-    async restart({ signal = 'SIGTERM' } = {}) {
+    /**
+     * Stops wrangler (SIGTERM, or e.g. SIGKILL for a crash) and starts it again on the same
+     * state; `vars` changes vars for this and later runs (e.g. a rotated ENCRYPTION_KEY).
+     */
+    async restart({ signal = 'SIGTERM', vars: changed = {} } = {}) {
       await kill(signal);
+      Object.assign(allVars, changed);
+      track(Object.values(changed).flatMap((v) => String(v).split(',')));
       await launch();
     },
     async stop() {

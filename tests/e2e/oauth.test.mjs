@@ -158,6 +158,36 @@ test('authorization server down: 503 with Retry-After, nothing lost, works again
   assert.equal(status, 200);
 });
 
+test('authorization server slow during refresh: a slow answer is waited for once; none at all is a 503, nothing lost', async () => {
+  await sleep(TTL * 1000 + 200);
+  // Slow but inside the deadline: every concurrent request waits for the one refresh.
+  const grants = as.counts().refresh_grants;
+  as.setDown(true, { mode: 'slow', ms: 1500 });
+  const answers = await Promise.all(Array.from({ length: 10 }, (_, i) => rawCall(keys.alice, i + 1)));
+  as.setDown(false);
+  assert.deepEqual(answers.map((a) => a.status), Array(10).fill(200));
+  assert.equal(as.counts().refresh_grants - grants, 1);
+  assert.equal(as.counts().refresh_token_presented_twice, 0);
+  // No answer at all: the gateway gives up at its deadline for OAuth calls (10 s) with a 503.
+  await sleep(TTL * 1000 + 200);
+  as.setDown(true, { mode: 'hang' });
+  const started = Date.now();
+  const hung = await rawCall(keys.alice);
+  const waited = Date.now() - started;
+  as.setDown(false);
+  assert.equal(hung.status, 503);
+  assert.ok(hung.headers.get('retry-after'));
+  assert.equal(hung.json.error.data.reason, 'authorization_server_unavailable');
+  assert.ok(waited < 30_000, `answered after ${waited} ms`);
+  assert.equal((await gw.admin('GET', '/connections?subject=alice')).json.items[0].status, 'connected');
+  let status = 0;
+  for (let i = 0; i < 40 && status !== 200; i++) {
+    status = (await rawCall(keys.alice)).status;
+    if (status !== 200) await sleep(250);
+  }
+  assert.equal(status, 200, 'the same connection works once the server answers again');
+});
+
 test('invalid_grant: the user is asked to connect again, with a link', async () => {
   killGrants('bob');
   await sleep(TTL * 1000 + 200);

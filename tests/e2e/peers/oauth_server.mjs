@@ -161,6 +161,7 @@ export async function startAuthServer(opts = {}) {
   ];
 
   let provider; // created once the port (hence the issuer) is known
+  const held = new Set(); // sockets of requests a 'hang' outage never answers
   const httpServer = http.createServer((req, res) => {
     handle(req, res).catch((err) => {
       state.errors.push(String(err?.stack || err));
@@ -258,7 +259,7 @@ export async function startAuthServer(opts = {}) {
   provider.use(async (ctx, next) => {
     const path = ctx.path;
     if (path === '/token') state.token_requests += 1;
-    if (state.down && state.downPaths.has(path)) {
+    if (state.down && state.downMode === '503' && state.downPaths.has(path)) {
       if (path === '/token') state.token_requests_while_down += 1;
       ctx.status = 503;
       ctx.set('retry-after', '1');
@@ -367,6 +368,18 @@ ${body}
 
   async function handle(req, res) {
     const url = new URL(req.url, issuer);
+    if (state.down && state.downPaths.has(url.pathname) && (state.downMode === 'slow' || state.downMode === 'hang')) {
+      if (state.downMode === 'hang') {
+        if (url.pathname === '/token') {
+          state.token_requests += 1;
+          state.token_requests_while_down += 1;
+        }
+        // Never answered: dropped when the server comes back (setDown(false)) or stops.
+        held.add(req.socket);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, state.slowMs));
+    }
     if (state.down && state.downMode === 'reset' && state.downPaths.has(url.pathname)) {
       if (url.pathname === '/token') {
         state.token_requests += 1;
@@ -471,10 +484,17 @@ ${body}
     stores, // adapter contents, by model name (RefreshToken, Grant, Client, ...)
     setResource(r) { resources = r === undefined || r === null ? null : [].concat(r); },
     /** down: true → token endpoint answers 503; mode 'reset' destroys the socket instead. */
-    setDown(down, { mode = '503', paths = ['/token'] } = {}) {
+    /** mode: '503' (answers 503), 'reset' (drops the connection), 'slow' (answers after `ms`),
+     *  'hang' (never answers until the server is up again). */
+    setDown(down, { mode = '503', paths = ['/token'], ms = 1000 } = {}) {
       state.down = !!down;
       state.downMode = mode;
       state.downPaths = new Set(paths);
+      state.slowMs = ms;
+      if (!down) {
+        for (const socket of held) socket.destroy();
+        held.clear();
+      }
     },
     counts() {
       return {

@@ -11,7 +11,7 @@ use crate::core::seal::Resealed;
 use crate::core::upstream::parse_upstream;
 use crate::error::Error;
 use crate::http;
-use crate::store::kv::{oauth_client_context, secret_context};
+use crate::store::kv::{oauth_client_context, registration_context, secret_context};
 use crate::store::protocol::{user_secret_context, Op};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -328,7 +328,7 @@ pub async fn reseal(app: &App, mut req: Request) -> Result<Response, Error> {
             }
         } else if let Some((id, _)) = key.strip_prefix("oauth-registration:").and_then(|k| k.rsplit_once(':'))
         {
-            ring.reseal(&format!("oauth-registration:{id}"), &mut value, random_bytes(), &mut config);
+            ring.reseal(&registration_context(id), &mut value, random_bytes(), &mut config);
             if config.resealed > before {
                 store.put_raw(&key, value).await?;
             }

@@ -23,7 +23,7 @@ use crate::core::policy::check_url;
 use crate::core::upstream::Upstream;
 use crate::error::Error;
 use crate::outbound::{oauth_request, Answer, OutboundError};
-use crate::store::kv::oauth_client_context;
+use crate::store::kv::{oauth_client_context, registration_context};
 use crate::store::protocol::{
     connection_value_context, pending_context, LinkOutcome, OAuthClient, OAuthGrant, Op,
     PendingAuthorization, ACCESS_TOKEN, CLIENT_SECRET, REFRESH_TOKEN,
@@ -163,7 +163,7 @@ async fn client_identity(
     })?;
     let store = app.config_store()?;
     let key = registration_key(&upstream.id, &server.issuer, &redirect_uri(&app.public_origin));
-    let context = format!("oauth-registration:{}", upstream.id);
+    let context = registration_context(&upstream.id);
     let stored = store.raw(&key).await?;
     let registered = match stored.and_then(|sealed| app.keyring().ok()?.open(&context, &sealed).ok()) {
         Some(bytes) => parse_registration(&bytes),

@@ -4,6 +4,7 @@
 
 use crate::core::policy::check_url;
 use futures_util::future::{select, Either};
+use std::future::Future;
 use std::time::Duration;
 use worker::{
     AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response,
@@ -34,15 +35,23 @@ pub async fn send(
     let controller = AbortController::default();
     let signal = controller.signal();
     let fetch = Fetch::Request(request);
-    let sending = std::pin::pin!(fetch.send_with_signal(&signal));
-    let deadline = std::pin::pin!(Delay::from(Duration::from_millis(timeout_ms)));
-    match select(sending, deadline).await {
-        Either::Left((Ok(resp), _)) => Ok(resp),
-        Either::Left((Err(_), _)) => Err(OutboundError::Unreachable),
-        Either::Right(_) => {
+    match within(timeout_ms, fetch.send_with_signal(&signal)).await {
+        Some(Ok(resp)) => Ok(resp),
+        Some(Err(_)) => Err(OutboundError::Unreachable),
+        None => {
             controller.abort();
             Err(OutboundError::Timeout)
         }
+    }
+}
+
+/// What `work` yields, or `None` when `timeout_ms` pass first (`work` is then dropped).
+pub async fn within<T>(timeout_ms: u64, work: impl Future<Output = T>) -> Option<T> {
+    let work = std::pin::pin!(work);
+    let deadline = std::pin::pin!(Delay::from(Duration::from_millis(timeout_ms)));
+    match select(work, deadline).await {
+        Either::Left((value, _)) => Some(value),
+        Either::Right(_) => None,
     }
 }
 
@@ -89,12 +98,7 @@ pub async fn oauth_request(
     // waits for its refreshes) past it.
     let left = timeout_ms.saturating_sub(js_sys::Date::now() as u64 - started).max(1);
     let status = resp.status_code();
-    let reading = std::pin::pin!(read_capped(&mut resp));
-    let deadline = std::pin::pin!(Delay::from(Duration::from_millis(left)));
-    let body = match select(reading, deadline).await {
-        Either::Left((body, _)) => body?,
-        Either::Right(_) => return Err(OutboundError::Timeout),
-    };
+    let body = within(left, read_capped(&mut resp)).await.ok_or(OutboundError::Timeout)??;
     Ok(Answer { status, content_type, www_authenticate, body })
 }
 

@@ -21,14 +21,13 @@ use crate::outbound::{self, OutboundError};
 use crate::store::protocol::{
     access_token_value, ConnectionSeen, ConnectionStatus, Op, Refreshed, Resolved, SealedValue, ACCESS_TOKEN,
 };
-use futures_util::future::{join_all, select, Either};
+use futures_util::future::join_all;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use std::time::Duration;
 use url::Url;
-use worker::{Delay, Headers, Method, Request, Response};
+use worker::{Headers, Method, Request, Response};
 
 /// Which MCP route a request came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -449,23 +448,23 @@ async fn relay_rewritten(
     };
     let mut stream = upstream.stream().map_err(Error::internal)?;
     let mut rewriter = EndpointRewriter::new(move |e: &str| rewrite.rewrite(e));
-    let mut head = Vec::new();
-    let mut deadline = std::pin::pin!(Delay::from(Duration::from_millis(timeout_ms)));
-    while !rewriter.rewritten() {
-        let chunk = match select(stream.next(), deadline.as_mut()).await {
-            Either::Left((Some(Ok(chunk)), _)) => chunk,
-            Either::Left(_) => return Err(refused("the stream ended before its endpoint event".into())),
-            Either::Right(_) => {
-                return Err(Error::UpstreamTimeout { upstream: upstream_id.clone(), after_ms: timeout_ms })
-            }
-        };
-        head.extend(rewriter.push(&chunk).map_err(|e| {
-            refused(match e {
-                SseError::Endpoint(reason) => reason,
-                SseError::TooLong => "no endpoint event in the first 64 KiB of the stream".into(),
-            })
-        })?);
-    }
+    let head = outbound::within(timeout_ms, async {
+        let mut head = Vec::new();
+        while !rewriter.rewritten() {
+            let Some(Ok(chunk)) = stream.next().await else {
+                return Err(refused("the stream ended before its endpoint event".into()));
+            };
+            head.extend(rewriter.push(&chunk).map_err(|e| {
+                refused(match e {
+                    SseError::Endpoint(reason) => reason,
+                    SseError::TooLong => "no endpoint event in the first 64 KiB of the stream".into(),
+                })
+            })?);
+        }
+        Ok(head)
+    })
+    .await
+    .ok_or_else(|| Error::UpstreamTimeout { upstream: upstream_id.clone(), after_ms: timeout_ms })??;
     let rest = stream.map(move |chunk| {
         let chunk = chunk?;
         rewriter.push(&chunk).map_err(|e| {

@@ -5,6 +5,8 @@ use crate::core::cache::TtlCache;
 use crate::core::upstream::Upstream;
 use crate::error::Error;
 use std::cell::RefCell;
+use std::future::Future;
+use std::thread::LocalKey;
 use worker::kv::KvStore;
 
 pub const BINDING: &str = "CONFIG";
@@ -19,6 +21,21 @@ const CACHE_ENTRIES: usize = 256;
 thread_local! {
     static UPSTREAMS: RefCell<TtlCache<Option<Upstream>>> = RefCell::new(TtlCache::new(CACHE_TTL_MS, CACHE_ENTRIES));
     static SECRETS: RefCell<TtlCache<Option<String>>> = RefCell::new(TtlCache::new(CACHE_TTL_MS, CACHE_ENTRIES));
+}
+
+/// `key`'s value from `cache`, else from `read` (stored unless a write came in meanwhile).
+async fn read_through<T: Clone>(
+    cache: &'static LocalKey<RefCell<TtlCache<T>>>,
+    key: &str,
+    read: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    if let Some(hit) = cache.with_borrow(|c| c.get(key, now_ms())) {
+        return Ok(hit);
+    }
+    let began = cache.with_borrow(|c| c.generation());
+    let found = read.await?;
+    cache.with_borrow_mut(|c| c.fill(key, found.clone(), now_ms(), began));
+    Ok(found)
 }
 
 fn upstream_key(id: &str) -> String {
@@ -37,6 +54,10 @@ pub fn oauth_client_context(upstream: &str) -> String {
     format!("oauth-client:{upstream}")
 }
 
+pub fn registration_context(upstream: &str) -> String {
+    format!("oauth-registration:{upstream}")
+}
+
 pub struct ConfigStore {
     kv: KvStore,
 }
@@ -47,13 +68,7 @@ impl ConfigStore {
     }
 
     pub async fn upstream(&self, id: &str) -> Result<Option<Upstream>, Error> {
-        if let Some(hit) = UPSTREAMS.with_borrow(|c| c.get(id, now_ms())) {
-            return Ok(hit);
-        }
-        let began = UPSTREAMS.with_borrow(|c| c.generation());
-        let found = self.upstream_uncached(id).await?;
-        UPSTREAMS.with_borrow_mut(|c| c.fill(id, found.clone(), now_ms(), began));
-        Ok(found)
+        read_through(&UPSTREAMS, id, self.upstream_uncached(id)).await
     }
 
     /// What KV holds now, past this isolate's cache.
@@ -118,13 +133,8 @@ impl ConfigStore {
     }
 
     pub async fn secret(&self, name: &str) -> Result<Option<String>, Error> {
-        if let Some(hit) = SECRETS.with_borrow(|c| c.get(name, now_ms())) {
-            return Ok(hit);
-        }
-        let began = SECRETS.with_borrow(|c| c.generation());
-        let found = self.kv.get(&secret_key(name)).text().await.map_err(Error::internal)?;
-        SECRETS.with_borrow_mut(|c| c.fill(name, found.clone(), now_ms(), began));
-        Ok(found)
+        let key = secret_key(name);
+        read_through(&SECRETS, name, async { self.kv.get(&key).text().await.map_err(Error::internal) }).await
     }
 
     pub async fn put_secret(&self, name: &str, sealed: String) -> Result<(), Error> {

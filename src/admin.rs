@@ -1,20 +1,26 @@
-//! The admin API (API.md §4): `Authorization: Bearer $ADMIN_TOKEN`, JSON in and out.
+//! The admin API (API.md §4): `Authorization: Bearer $ADMIN_TOKEN`, JSON in and out. The
+//! views it answers are built here, from what the stores return.
 
-use crate::app::{call, now_ms, random_bytes, App};
+use crate::app::App;
 use crate::connect::mint_link;
 use crate::core::connect::{DEFAULT_LINK_SECONDS, MAX_LINK_SECONDS};
-use crate::core::encoding::{ct_eq, hex, rfc3339};
+use crate::core::encoding::rfc3339;
 use crate::core::headers::is_field_value;
 use crate::core::ids::{SecretName, SubjectId, UpstreamId};
-use crate::core::keys::{self, KeyRecord};
-use crate::core::seal::Resealed;
+use crate::core::keys::{self, KeyHash, KeyRecord, KeyScope};
+use crate::core::seal::{Context, Resealed};
+use crate::core::secret::Secret;
+use crate::core::throttle::Verdict;
 use crate::core::upstream::parse_upstream;
 use crate::error::Error;
 use crate::http;
-use crate::store::kv::{oauth_client_context, registration_context, secret_context};
-use crate::store::protocol::{user_secret_context, Op};
+use crate::rt::{now_ms, random_bytes};
+use crate::store::protocol::{
+    AdminAttempt, ConnectionSummary, CreateKey, DeleteConnection, Deleted, ListConnections, ListKeys,
+    PutSecret, Reseal, RevokeKey,
+};
+use crate::store::schema::{guard_name, parse_config_key, ConfigKey};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use worker::{Request, Response};
 
 /// Longest key lifetime accepted: ten years.
@@ -27,21 +33,19 @@ const MAX_EXPIRES_IN: u64 = 10 * 365 * 24 * 3600;
 /// guard without it), so the limit holds across isolates and locations. Cost: one object call
 /// per admin request; the MCP path never comes here.
 pub async fn authorize(app: &App, req: &Request) -> Result<(), Error> {
-    let expected = app.config.admin_token.as_deref().ok_or(Error::AdminDisabled)?;
+    let expected = app.config.admin_token.as_ref().ok_or(Error::AdminDisabled)?;
     let header = http::header(req, "authorization").unwrap_or_default();
     let presented = match header.trim().split_once(' ') {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
         _ => "",
     };
-    let ok = ct_eq(&Sha256::digest(presented.as_bytes()), &Sha256::digest(expected.as_bytes()));
-    // ':' is not allowed in a subject id: a guard never shares a subject's store.
+    let ok = expected.ct_eq(presented);
     let client = http::header(req, "cf-connecting-ip").unwrap_or_default();
-    let guard = app.store_for(&format!("admin-guard:{}", client.trim()))?;
-    let blocked: Value = call(&guard, &Op::AdminAttempt { ok }).await?;
-    match blocked.as_u64() {
-        Some(retry_after) => Err(Error::AdminRateLimited { retry_after }),
-        None if ok => Ok(()),
-        None => Err(Error::AdminUnauthorized),
+    let guard = app.store_for(&guard_name(client.trim()))?;
+    match guard.call(AdminAttempt { ok }).await? {
+        Verdict::Blocked { retry_after } => Err(Error::AdminRateLimited { retry_after }),
+        Verdict::Checked if ok => Ok(()),
+        Verdict::Checked => Err(Error::AdminUnauthorized),
     }
 }
 
@@ -58,7 +62,7 @@ fn name<T>(parsed: Result<T, crate::core::ids::InvalidName>, field: &str) -> Res
     parsed.map_err(|e| Error::bad_request(field, e.to_string()))
 }
 
-fn secret_value(body: &Value) -> Result<String, Error> {
+fn secret_value(body: &Value) -> Result<Secret, Error> {
     let value = body
         .get("value")
         .and_then(Value::as_str)
@@ -69,7 +73,7 @@ fn secret_value(body: &Value) -> Result<String, Error> {
             "must be non-empty and contain no CR, LF, NUL or other control characters",
         ));
     }
-    Ok(value.to_string())
+    Ok(Secret::new(value))
 }
 
 fn items(list: Vec<Value>) -> Response {
@@ -79,10 +83,11 @@ fn items(list: Vec<Value>) -> Response {
 pub async fn put_upstream(app: &App, mut req: Request, id: &str) -> Result<Response, Error> {
     let id = name(UpstreamId::parse(id), "id")?;
     let body = body_json(&mut req, app.config.max_body_bytes).await?;
-    let draft = parse_upstream(id.as_str(), &body, app.config.allow_private_upstreams, now_ms())?;
+    let draft = parse_upstream(&id, &body, app.config.allow_private_upstreams, now_ms())?;
     let mut upstream = draft.upstream;
     if let (Some(secret), Some(oauth)) = (draft.client_secret, upstream.oauth.as_mut()) {
-        oauth.client_secret_sealed = Some(app.seal(&oauth_client_context(id.as_str()), secret.as_bytes())?);
+        let context = Context::OAuthClientSecret { upstream: id.as_str() };
+        oauth.client_secret_sealed = Some(app.seal(&context, secret.expose().as_bytes())?);
     }
     app.config_store()?.put_upstream(&upstream).await?;
     Ok(http::json(200, &upstream.public_view()))
@@ -112,7 +117,7 @@ pub async fn delete_upstream(app: &App, id: &str) -> Result<Response, Error> {
 pub async fn put_secret(app: &App, mut req: Request, secret: &str) -> Result<Response, Error> {
     let secret = name(SecretName::parse(secret), "name")?;
     let value = secret_value(&body_json(&mut req, app.config.max_body_bytes).await?)?;
-    let sealed = app.seal(&secret_context(secret.as_str()), value.as_bytes())?;
+    let sealed = app.seal(&Context::OperatorSecret { name: secret.as_str() }, value.expose().as_bytes())?;
     app.config_store()?.put_secret(secret.as_str(), sealed).await?;
     Ok(http::empty(204))
 }
@@ -126,24 +131,27 @@ pub async fn put_subject_secret(
     let subject = name(SubjectId::parse(subject), "subject")?;
     let secret = name(SecretName::parse(secret), "name")?;
     let value = secret_value(&body_json(&mut req, app.config.max_body_bytes).await?)?;
-    let sealed = app.seal(&user_secret_context(subject.as_str(), secret.as_str()), value.as_bytes())?;
-    let op = Op::PutSecret { subject: subject.to_string(), name: secret.to_string(), sealed };
-    call::<Value>(&app.store_for(subject.as_str())?, &op).await?;
+    let context = Context::SubjectSecret { subject: subject.as_str(), name: secret.as_str() };
+    let sealed = app.seal(&context, value.expose().as_bytes())?;
+    let op = PutSecret { subject: subject.to_string(), name: secret.to_string(), sealed };
+    app.store_for(subject.as_str())?.call(op).await?;
     Ok(http::empty(204))
 }
 
 pub async fn create_key(app: &App, mut req: Request) -> Result<Response, Error> {
     let body = body_json(&mut req, app.config.max_body_bytes).await?;
     let subject = body_subject(&body)?;
-    let upstreams: Vec<String> = match body.get("upstreams") {
-        Some(Value::Array(list)) if !list.is_empty() => list
-            .iter()
-            .map(|u| match u.as_str() {
-                Some("*") => Ok("*".to_string()),
-                Some(u) => name(UpstreamId::parse(u), "upstreams").map(|u| u.to_string()),
-                None => Err(Error::bad_request("upstreams", "must hold upstream ids (strings)")),
-            })
-            .collect::<Result<_, _>>()?,
+    let upstreams = match body.get("upstreams") {
+        Some(Value::Array(list)) if !list.is_empty() => {
+            let list = list
+                .iter()
+                .map(|u| {
+                    u.as_str()
+                        .ok_or_else(|| Error::bad_request("upstreams", "must hold upstream ids (strings)"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            name(KeyScope::parse(&list), "upstreams")?
+        }
         _ => {
             return Err(Error::bad_request(
                 "upstreams",
@@ -164,14 +172,14 @@ pub async fn create_key(app: &App, mut req: Request) -> Result<Response, Error> 
     let now = now_ms();
     let record = KeyRecord {
         id: keys::key_id(&routing, &random_bytes()),
-        hash: hex(&keys::hash(&key)),
+        hash: KeyHash::of(&key),
         subject: subject.to_string(),
         upstreams,
         expires_at: expires_in.map(|s| now + s * 1000),
         label,
         created_at: now,
     };
-    call::<Value>(&app.store_for(subject.as_str())?, &Op::CreateKey { key: record.clone() }).await?;
+    app.store_for(subject.as_str())?.call(CreateKey { key: record.clone() }).await?;
     let mut view = record.public_view();
     view["key"] = json!(key);
     Ok(http::json(201, &view))
@@ -223,18 +231,18 @@ pub async fn create_link(app: &App, mut req: Request) -> Result<Response, Error>
         mint_link(app, &store, &routing, subject.as_str(), upstream.as_str(), seconds).await?;
     Ok(http::json(
         201,
-        &json!({ "url": url, "expires_at": rfc3339(expires_at), "subject": subject.as_str(), "upstream": upstream.as_str() }),
+        &json!({ "url": url.expose(), "expires_at": rfc3339(expires_at), "subject": subject.as_str(), "upstream": upstream.as_str() }),
     ))
 }
 
 pub async fn delete_connection(app: &App, subject: &str, upstream: &str) -> Result<Response, Error> {
     let subject = name(SubjectId::parse(subject), "subject")?;
-    let answer: Value =
-        call(&app.store_for(subject.as_str())?, &Op::DeleteConnection { upstream: upstream.into() }).await?;
-    if answer["deleted"] == json!(true) {
-        Ok(http::empty(204))
-    } else {
-        Err(Error::NotFound { what: format!("connection of '{subject}' to '{upstream}'") })
+    let op = DeleteConnection { upstream: upstream.into() };
+    match app.store_for(subject.as_str())?.call(op).await? {
+        Deleted::Deleted { .. } => Ok(http::empty(204)),
+        Deleted::NotFound => {
+            Err(Error::NotFound { what: format!("connection of '{subject}' to '{upstream}'") })
+        }
     }
 }
 
@@ -250,7 +258,7 @@ fn subject_param(req: &Request) -> Result<SubjectId, Error> {
 
 pub async fn list_keys(app: &App, req: &Request) -> Result<Response, Error> {
     let subject = subject_param(req)?;
-    let list: Vec<KeyRecord> = call(&app.store_for(subject.as_str())?, &Op::ListKeys).await?;
+    let list = app.store_for(subject.as_str())?.call(ListKeys {}).await?;
     Ok(items(list.iter().map(KeyRecord::public_view).collect()))
 }
 
@@ -258,8 +266,7 @@ pub async fn revoke_key(app: &App, id: &str) -> Result<Response, Error> {
     let not_found = || Error::NotFound { what: format!("key '{id}'") };
     let routing = keys::key_id_routing(id).ok_or_else(not_found)?;
     let store = app.store_at(routing)?.ok_or_else(not_found)?;
-    let answer: Value = call(&store, &Op::RevokeKey { id: id.to_string() }).await?;
-    if answer["revoked"] == json!(true) {
+    if store.call(RevokeKey { id: id.to_string() }).await? {
         Ok(http::empty(204))
     } else {
         Err(not_found())
@@ -268,15 +275,19 @@ pub async fn revoke_key(app: &App, id: &str) -> Result<Response, Error> {
 
 pub async fn list_connections(app: &App, req: &Request) -> Result<Response, Error> {
     let subject = subject_param(req)?;
-    let list: Vec<Value> = call(&app.store_for(subject.as_str())?, &Op::ListConnections).await?;
-    Ok(items(
-        list.into_iter()
-            .map(|mut c| {
-                c["id"] = c["upstream"].clone();
-                c
-            })
-            .collect(),
-    ))
+    let list = app.store_for(subject.as_str())?.call(ListConnections {}).await?;
+    Ok(items(list.iter().map(connection_view).collect()))
+}
+
+fn connection_view(c: &ConnectionSummary) -> Value {
+    json!({
+        "id": c.upstream,
+        "upstream": c.upstream,
+        "status": c.status,
+        "expires_at": c.expires_at.map(rfc3339),
+        "scopes": c.scopes,
+        "updated_at": rfc3339(c.updated_at),
+    })
 }
 
 /// Subjects one `POST /admin/v1/reseal` re-seals at most: each is a subrequest, and a Worker
@@ -309,35 +320,42 @@ pub async fn reseal(app: &App, mut req: Request) -> Result<Response, Error> {
     let mut config = Resealed::default();
     // Read past the isolate caches: what is written back must be what KV holds now.
     for key in store.keys("").await? {
-        let before = config.resealed;
-        if let Some(id) = key.strip_prefix("upstream:") {
-            let Some(mut upstream) = store.upstream_uncached(id).await? else { continue };
-            if let Some(sealed) = upstream.oauth.as_mut().and_then(|o| o.client_secret_sealed.as_mut()) {
-                ring.reseal(&oauth_client_context(id), sealed, random_bytes(), &mut config);
+        match parse_config_key(&key) {
+            ConfigKey::Upstream(id) => {
+                let Some(mut upstream) = store.upstream_uncached(id).await? else { continue };
+                let sealed = upstream.oauth.as_mut().and_then(|o| o.client_secret_sealed.as_mut());
+                let values = sealed.map(|s| (Context::OAuthClientSecret { upstream: id }, s));
+                if ring.reseal_each(values, random_bytes, &mut config) {
+                    store.put_upstream(&upstream).await?;
+                }
             }
-            if config.resealed > before {
-                store.put_upstream(&upstream).await?;
+            ConfigKey::Secret(name) => {
+                let Some(mut value) = store.secret_uncached(name).await? else { continue };
+                if ring.reseal_each(
+                    [(Context::OperatorSecret { name }, &mut value)],
+                    random_bytes,
+                    &mut config,
+                ) {
+                    store.put_secret(name, value).await?;
+                }
             }
-            continue;
-        }
-        let Some(mut value) = store.raw(&key).await? else { continue };
-        if let Some(name) = key.strip_prefix("secret:") {
-            ring.reseal(&secret_context(name), &mut value, random_bytes(), &mut config);
-            if config.resealed > before {
-                store.put_secret(name, value).await?;
+            ConfigKey::Registration { upstream } => {
+                let Some(mut value) = store.registration(&key).await? else { continue };
+                if ring.reseal_each(
+                    [(Context::Registration { upstream }, &mut value)],
+                    random_bytes,
+                    &mut config,
+                ) {
+                    store.put_registration(&key, &value).await?;
+                }
             }
-        } else if let Some((id, _)) = key.strip_prefix("oauth-registration:").and_then(|k| k.rsplit_once(':'))
-        {
-            ring.reseal(&registration_context(id), &mut value, random_bytes(), &mut config);
-            if config.resealed > before {
-                store.put_raw(&key, value).await?;
-            }
+            ConfigKey::Other => {}
         }
     }
     let mut done = serde_json::Map::new();
     for subject in subjects {
-        let tally: Value = call(&app.store_for(subject.as_str())?, &Op::Reseal).await?;
-        done.insert(subject.to_string(), tally);
+        let tally = app.store_for(subject.as_str())?.call(Reseal {}).await?;
+        done.insert(subject.to_string(), json!(tally));
     }
     Ok(http::json(200, &json!({ "key_id": ring.primary_id(), "config": config, "subjects": done })))
 }

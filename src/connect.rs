@@ -2,34 +2,38 @@
 //! that lead there. Header upstreams with `user_fields` get a form; the values are sealed and
 //! kept with the subject's connection. The page logic (validation, HTML) is in `core::connect`.
 
-use crate::app::{call, now_ms, random_bytes, App, Store};
+use crate::app::App;
 use crate::core::connect::{
     confirm_page, form_page, message_page, page_csp, validate_form, FormErrors, LinkRecord, LinkState,
     PAGE_HEADERS,
 };
-use crate::core::encoding::{b64url, ct_eq, hex};
-use crate::core::keys;
+use crate::core::encoding::{b64url, ct_eq};
+use crate::core::keys::{self, KeyHash};
+use crate::core::seal::{ConnectionValue, Context};
+use crate::core::secret::Secret;
 use crate::core::upstream::Upstream;
 use crate::error::Error;
 use crate::http;
 use crate::oauth::{self, Finished};
-use crate::store::protocol::{connection_value_context, LinkOutcome, Op};
-use serde_json::Value;
+use crate::rt::{now_ms, random_bytes};
+use crate::store::protocol::{CompleteLink, CreateLink, GetLink, LinkOutcome};
+use crate::store::stub::SubjectStoreStub;
 use std::collections::BTreeMap;
 use worker::{Headers, Request, Response};
 
 /// The largest connect form accepted.
 const MAX_FORM_BYTES: usize = 64 * 1024;
 
-/// Makes a fresh link for `subject` to connect `upstream`; returns its URL and expiry.
+/// Makes a fresh link for `subject` to connect `upstream`; returns its URL (a bearer credential
+/// for the subject's account) and expiry.
 pub async fn mint_link(
     app: &App,
-    store: &Store,
+    store: &SubjectStoreStub,
     routing: &str,
     subject: &str,
     upstream: &str,
     seconds: u64,
-) -> Result<(String, u64), Error> {
+) -> Result<(Secret, u64), Error> {
     let token = keys::generate_link(routing, &random_bytes());
     let now = now_ms();
     let link = LinkRecord {
@@ -40,8 +44,8 @@ pub async fn mint_link(
         created_at: now,
     };
     let expires_at = link.expires_at;
-    call::<Value>(store, &Op::CreateLink { hash: hex(&keys::hash(&token)), link }).await?;
-    Ok((format!("{}/connect/{token}", app.public_origin), expires_at))
+    store.call(CreateLink { hash: KeyHash::of(&token), link }).await?;
+    Ok((Secret::new(format!("{}/connect/{token}", app.public_origin)), expires_at))
 }
 
 fn page_response(status: u16, body: String, csp: &str, cookie: Option<String>) -> Response {
@@ -101,8 +105,8 @@ impl Refusal {
 
 /// The link a token names, with its store and upstream, if it can still be used.
 struct OpenLink {
-    hash: String,
-    store: Store,
+    hash: KeyHash,
+    store: SubjectStoreStub,
     link: LinkRecord,
     upstream: Upstream,
 }
@@ -110,8 +114,8 @@ struct OpenLink {
 async fn open_link(app: &App, token: &str) -> Result<Result<OpenLink, Refusal>, Error> {
     let Some(presented) = keys::parse_link(token) else { return Ok(Err(Refusal::NOT_FOUND)) };
     let Some(store) = app.store_at(&presented.routing)? else { return Ok(Err(Refusal::NOT_FOUND)) };
-    let hash = hex(&presented.hash);
-    let Some(link) = call::<Option<LinkRecord>>(&store, &Op::GetLink { hash: hash.clone() }).await? else {
+    let hash = presented.hash;
+    let Some(link) = store.call(GetLink { hash: hash.clone() }).await? else {
         return Ok(Err(Refusal::NOT_FOUND));
     };
     match link.state(now_ms()) {
@@ -180,7 +184,7 @@ pub async fn page(app: &App, req: &Request, token: &str) -> Result<Response, Err
         .filter(|v| is_random_token(v))
         .unwrap_or_else(|| b64url(&random_bytes::<32>()));
     let cookie = Some(set_cookie(app, CSRF_COOKIE, &csrf, "Strict", 3600));
-    let (subject, id, expires_at) = (&open.link.subject, &open.upstream.id, open.link.expires_at);
+    let (subject, id, expires_at) = (&open.link.subject, open.upstream.id.as_str(), open.link.expires_at);
     Ok(if open.upstream.oauth.is_some() {
         let csp = page_csp(true, app.config.allow_private_upstreams);
         page_response(200, confirm_page(subject, id, &csrf, expires_at), &csp, cookie)
@@ -215,7 +219,7 @@ pub async fn submit(app: &App, mut req: Request, token: &str) -> Result<Response
     }
     if open.upstream.oauth.is_some() {
         let browser = b64url(&random_bytes::<32>());
-        let browser_hash = hex(&keys::hash(&browser));
+        let browser_hash = KeyHash::of(&browser);
         return Ok(
             match oauth::begin(app, &open.store, &open.hash, &open.link.subject, &open.upstream, browser_hash)
                 .await
@@ -247,7 +251,7 @@ pub async fn submit(app: &App, mut req: Request, token: &str) -> Result<Response
         Err(errors) => {
             let body = form_page(
                 &open.link.subject,
-                &open.upstream.id,
+                open.upstream.id.as_str(),
                 &open.upstream.user_fields,
                 submitted_csrf,
                 open.link.expires_at,
@@ -259,13 +263,13 @@ pub async fn submit(app: &App, mut req: Request, token: &str) -> Result<Response
     };
     let mut sealed = BTreeMap::new();
     for (name, value) in values {
-        let context = connection_value_context(&open.link.subject, &open.link.upstream, &name);
-        sealed.insert(name, app.seal(&context, value.as_bytes())?);
+        let (subject, upstream) = (open.link.subject.as_str(), open.link.upstream.as_str());
+        let context = Context::Connection { subject, upstream, value: ConnectionValue::Field(&name) };
+        sealed.insert(name.clone(), app.seal(&context, value.expose().as_bytes())?);
     }
-    let outcome: LinkOutcome =
-        call(&open.store, &Op::CompleteLink { hash: open.hash, values: sealed, oauth: None, scopes: None })
-            .await?;
-    Ok(link_outcome_page(outcome, &open.upstream.id))
+    let op = CompleteLink { hash: open.hash, values: sealed, oauth: None, scopes: None };
+    let outcome = open.store.call(op).await?;
+    Ok(link_outcome_page(outcome, open.upstream.id.as_str()))
 }
 
 /// `GET /oauth/callback`: the end of an OAuth connect, as a page.

@@ -3,9 +3,10 @@
 //! Messages never carry a secret: variants hold names, never values.
 
 use crate::core::mcp::{self, Peek};
+use crate::core::secret::Secret;
 use serde_json::{json, Value};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Error {
     // --- MCP surface (API.md §1) ---
     /// No key, unknown, expired or revoked key.
@@ -24,7 +25,8 @@ pub enum Error {
     /// The subject has not connected this upstream, or must reconnect.
     ConnectionRequired {
         upstream: String,
-        connect_url: Option<String>,
+        /// A bearer credential for the subject's account: shown to the client, never logged.
+        connect_url: Option<Secret>,
     },
     OriginNotAllowed {
         origin: String,
@@ -79,6 +81,8 @@ pub enum Error {
     MethodNotAllowed {
         allow: &'static str,
     },
+    /// A subject's Durable Object is briefly unavailable (reset, moved, overloaded): retry.
+    StoreUnavailable,
     // --- deployment ---
     EncryptionKeyMissing,
     EncryptionKeyInvalid,
@@ -161,6 +165,11 @@ impl Error {
             Error::BadRequest { field, message } => (400, "invalid_request", format!("{field}: {message}")),
             Error::NotFound { what } => (404, "not_found", format!("{what} not found")),
             Error::MethodNotAllowed { allow } => (405, "method_not_allowed", format!("allowed methods: {allow}")),
+            Error::StoreUnavailable => (
+                503,
+                "store_unavailable",
+                "the gateway's store for this user is briefly unavailable; nothing was changed, try again".into(),
+            ),
             Error::EncryptionKeyMissing => (
                 503,
                 "encryption_key_missing",
@@ -184,7 +193,7 @@ impl Error {
             | Error::WrongTransport { upstream, .. } => data["upstream"] = json!(upstream),
             Error::ConnectionRequired { upstream, connect_url } => {
                 data["upstream"] = json!(upstream);
-                data["connect_url"] = json!(connect_url);
+                data["connect_url"] = json!(connect_url.as_ref().map(Secret::expose));
             }
             Error::BodyTooLarge { limit } => data["limit"] = json!(limit),
             Error::BadRequest { field, .. } => data["field"] = json!(field),
@@ -215,6 +224,7 @@ impl Error {
             }
             Error::MethodNotAllowed { allow } => vec![("Allow", (*allow).into())],
             Error::AuthorizationServerUnavailable { .. } => vec![("Retry-After", "30".into())],
+            Error::StoreUnavailable => vec![("Retry-After", "1".into())],
             Error::AdminRateLimited { retry_after } => vec![("Retry-After", retry_after.to_string())],
             _ => vec![],
         }
@@ -261,6 +271,7 @@ mod tests {
             (Error::AdminUnauthorized, 401),
             (Error::AdminRateLimited { retry_after: 5 }, 429),
             (Error::bad_request("url", "is required"), 400),
+            (Error::StoreUnavailable, 503),
             (Error::internal("boom"), 500),
         ];
         for (err, status) in cases {
@@ -273,13 +284,14 @@ mod tests {
         let p = peek(br#"{"jsonrpc":"2.0","id":4,"method":"tools/list"}"#);
         let err = Error::ConnectionRequired {
             upstream: "gh".into(),
-            connect_url: Some("https://gw/connect/t".into()),
+            connect_url: Some(Secret::new("https://gw/connect/mabl_t")),
         };
         let (status, body) = err.body(Some(&p));
         assert_eq!(status, 403);
         assert_eq!(body["id"], 4);
         assert_eq!(body["error"]["data"]["reason"], "connection_required");
-        assert_eq!(body["error"]["data"]["connect_url"], "https://gw/connect/t");
+        assert_eq!(body["error"]["data"]["connect_url"], "https://gw/connect/mabl_t");
+        assert!(!format!("{err:?}").contains("mabl_t"), "Debug never shows a link");
         let (_, plain) = err.body(None);
         assert_eq!(plain["error"]["code"], "connection_required");
         assert_eq!(plain["error"]["data"]["reason"], "connection_required");

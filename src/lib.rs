@@ -9,9 +9,11 @@ pub mod core;
 pub mod error;
 pub mod http;
 pub mod oauth;
+pub mod oauth_client;
 pub mod outbound;
 pub mod proxy;
 pub mod routes;
+pub mod rt;
 pub mod store;
 
 pub use store::subject::SubjectStore;

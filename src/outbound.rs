@@ -1,27 +1,51 @@
-//! The one outbound HTTP client: every request the gateway makes goes through `send` (a deadline
-//! for the response headers, redirects never followed); requests to OAuth endpoints also go
-//! through `oauth_request` (SSRF policy, small bodies read whole).
+//! The one outbound HTTP client: every request the gateway makes goes through `send`, which
+//! takes only a `CheckedUrl` (so the SSRF policy has always been applied), gives the response
+//! headers a deadline and never follows a redirect. Requests to OAuth endpoints go through
+//! `oauth_request` on top of it (the policy check, small bodies read whole and bounded).
 
-use crate::core::policy::check_url;
+use crate::core::policy::{check_url, CheckedUrl, PolicyError};
+use crate::rt::now_ms;
 use futures_util::future::{select, Either};
+use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 use worker::{
     AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response,
 };
 
+/// Why an outbound request failed, with its cause.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutboundError {
     /// The URL is not allowed by the policy (not https, private, metadata ...).
-    Refused(String),
-    Unreachable,
+    Refused(PolicyError),
+    /// The runtime could not make the request or read the answer.
+    Unreachable(String),
+    /// The answer is larger than the gateway reads.
+    TooLarge {
+        limit: usize,
+    },
     Timeout,
+}
+
+impl fmt::Display for OutboundError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OutboundError::Refused(e) => write!(f, "refused by the URL policy: the URL {e}"),
+            OutboundError::Unreachable(cause) => write!(f, "unreachable: {cause}"),
+            OutboundError::TooLarge { limit } => write!(f, "answer larger than {limit} bytes"),
+            OutboundError::Timeout => f.write_str("no answer in time"),
+        }
+    }
+}
+
+fn unreachable(e: impl fmt::Debug) -> OutboundError {
+    OutboundError::Unreachable(format!("{e:?}"))
 }
 
 /// Sends a request; `Timeout` when no response headers arrived within `timeout_ms`.
 pub async fn send(
     method: Method,
-    url: &str,
+    url: &CheckedUrl,
     headers: Headers,
     body: Option<Vec<u8>>,
     timeout_ms: u64,
@@ -31,13 +55,13 @@ pub async fn send(
     if let Some(body) = body {
         init.with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
     }
-    let request = Request::new_with_init(url, &init).map_err(|_| OutboundError::Unreachable)?;
+    let request = Request::new_with_init(url.as_str(), &init).map_err(unreachable)?;
     let controller = AbortController::default();
     let signal = controller.signal();
     let fetch = Fetch::Request(request);
     match within(timeout_ms, fetch.send_with_signal(&signal)).await {
         Some(Ok(resp)) => Ok(resp),
-        Some(Err(_)) => Err(OutboundError::Unreachable),
+        Some(Err(e)) => Err(unreachable(e)),
         None => {
             controller.abort();
             Err(OutboundError::Timeout)
@@ -66,37 +90,42 @@ pub struct Answer {
 /// Largest answer read from an OAuth endpoint.
 const MAX_ANSWER: usize = 256 * 1024;
 
-/// A request to an OAuth endpoint (discovery, registration, token, revocation): checked
-/// against the SSRF policy, JSON or form body, answer read whole (bounded).
+/// A request to an OAuth endpoint (discovery, registration, token, revocation).
+pub struct OAuthRequest<'a> {
+    pub method: Method,
+    pub url: &'a str,
+    pub content_type: Option<&'a str>,
+    pub authorization: Option<&'a str>,
+    pub body: Option<String>,
+}
+
+/// Sends an OAuth request: checked against the SSRF policy, answer read whole (bounded), all
+/// within `timeout_ms`.
 pub async fn oauth_request(
-    method: Method,
-    url: &str,
-    content_type: Option<&str>,
-    authorization: Option<&str>,
-    body: Option<String>,
+    req: OAuthRequest<'_>,
     allow_private: bool,
     timeout_ms: u64,
 ) -> Result<Answer, OutboundError> {
-    let url = check_url(url, allow_private).map_err(|e| OutboundError::Refused(e.to_string()))?;
+    let url = check_url(req.url, allow_private).map_err(OutboundError::Refused)?;
     let headers = Headers::new();
     let _ = headers.set("Accept", "application/json");
-    if let Some(ct) = content_type {
+    if let Some(ct) = req.content_type {
         let _ = headers.set("Content-Type", ct);
     }
-    if let Some(a) = authorization {
+    if let Some(a) = req.authorization {
         let _ = headers.set("Authorization", a);
     }
-    let started = js_sys::Date::now() as u64;
-    let mut resp = send(method, url.as_str(), headers, body.map(String::into_bytes), timeout_ms).await?;
+    let started = now_ms();
+    let mut resp = send(req.method, &url, headers, req.body.map(String::into_bytes), timeout_ms).await?;
     let header = |name: &str| resp.headers().get(name).ok().flatten();
     let content_type = header("content-type").unwrap_or_default();
     let www_authenticate = header("www-authenticate");
     if header("content-length").and_then(|l| l.parse::<usize>().ok()).is_some_and(|l| l > MAX_ANSWER) {
-        return Err(OutboundError::Unreachable);
+        return Err(OutboundError::TooLarge { limit: MAX_ANSWER });
     }
     // The body shares the deadline: a server that trickles cannot hold a subject store (which
     // waits for its refreshes) past it.
-    let left = timeout_ms.saturating_sub(js_sys::Date::now() as u64 - started).max(1);
+    let left = timeout_ms.saturating_sub(now_ms() - started).max(1);
     let status = resp.status_code();
     let body = within(left, read_capped(&mut resp)).await.ok_or(OutboundError::Timeout)??;
     Ok(Answer { status, content_type, www_authenticate, body })
@@ -108,9 +137,9 @@ async fn read_capped(resp: &mut Response) -> Result<Vec<u8>, OutboundError> {
     let Ok(mut stream) = resp.stream() else { return Ok(Vec::new()) };
     let mut body = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| OutboundError::Unreachable)?;
+        let chunk = chunk.map_err(unreachable)?;
         if body.len() + chunk.len() > MAX_ANSWER {
-            return Err(OutboundError::Unreachable);
+            return Err(OutboundError::TooLarge { limit: MAX_ANSWER });
         }
         body.extend_from_slice(&chunk);
     }

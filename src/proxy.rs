@@ -1,26 +1,31 @@
-//! The request path (ARCHITECTURE.md "Request path"): authenticate the key, load the upstream,
-//! fetch the subject's values in one Durable Object call, render the header templates, forward
-//! with the client's credentials stripped, and stream the answer back.
+//! The request path (ARCHITECTURE.md "Request path"), as a driver of the decisions in
+//! `core::request`: authenticate the key, load the upstream, fetch the subject's values in one
+//! Durable Object call, render the header templates, forward with the client's credentials
+//! stripped, and stream the answer back.
 
-use crate::app::{call, random_bytes, App, Store};
+use crate::app::App;
 use crate::connect::mint_link;
 use crate::core::connect::DEFAULT_LINK_SECONDS;
-use crate::core::encoding::hex;
 use crate::core::headers::{connection_listed, forward_request_header, forward_response_header};
 use crate::core::ids::UpstreamId;
 use crate::core::keys;
 use crate::core::mcp;
-use crate::core::policy::{check_url, same_origin};
-use crate::core::seal::Keyring;
+use crate::core::policy::{check_url, same_origin, CheckedUrl};
+use crate::core::request::{
+    self, after_upstream, works_again, ConnectionSeen, ConnectionStatus, Next, Refreshed, RenderFailure,
+    Sent, UserValue,
+};
+use crate::core::seal::{ConnectionValue, Context, Keyring, Sealed};
+use crate::core::secret::Secret;
 use crate::core::sse::{EndpointRewriter, SseError};
-use crate::core::template::{RenderError, Source};
+use crate::core::template::Source;
 use crate::core::upstream::{HeaderPlan, Transport, Upstream};
 use crate::error::Error;
 use crate::http;
 use crate::outbound::{self, OutboundError};
-use crate::store::protocol::{
-    access_token_value, ConnectionSeen, ConnectionStatus, Op, Refreshed, Resolved, SealedValue, ACCESS_TOKEN,
-};
+use crate::rt::random_bytes;
+use crate::store::protocol::{RefreshAfterRejection, Resolve, Resolved, SetConnectionStatus};
+use crate::store::stub::SubjectStoreStub;
 use futures_util::future::join_all;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -45,10 +50,6 @@ pub enum Route {
 struct SessionUrl {
     subject: String,
     url: String,
-}
-
-fn session_context(upstream: &str) -> String {
-    format!("sse-session:{upstream}")
 }
 
 /// How much of a rejected request's body is read, only to answer a JSON-RPC request with a
@@ -78,13 +79,14 @@ struct Prepared {
     upstream: Upstream,
     plan: HeaderPlan,
     route: Route,
-    target: Url,
+    target: CheckedUrl,
     subject: String,
-    values: BTreeMap<String, SealedValue>,
+    values: BTreeMap<String, UserValue>,
+    access_token: Option<Sealed>,
     connection: Option<ConnectionSeen>,
     /// The subject store's id (the routing part of the key), for minting connect links.
     routing: String,
-    store: Store,
+    store: SubjectStoreStub,
     /// For a legacy stream: the keyring that seals its message URLs, taken before connecting.
     keyring: Option<Rc<Keyring>>,
 }
@@ -110,23 +112,23 @@ async fn prepare(app: &App, req: &Request, upstream_id: &str, route: Route) -> R
     };
 
     let store = app.store_at(&key.routing)?.ok_or(Error::InvalidKey)?;
-    let op = Op::Resolve {
-        key_hash: hex(&key.hash),
+    let op = Resolve {
+        key_hash: key.hash,
         upstream: upstream_id.into(),
         user: plan.user_names(),
         oauth: plan.uses_oauth(),
     };
-    let (subject, values, connection) = match call::<Resolved>(&store, &op).await? {
+    let (subject, values, access_token, connection) = match store.call(op).await? {
         Resolved::InvalidKey => return Err(Error::InvalidKey),
         Resolved::NotAllowed if upstream.is_some() => {
             return Err(Error::KeyNotAllowed { upstream: upstream_id.into() })
         }
         Resolved::NotAllowed => return Err(Error::UnknownUpstream { upstream: upstream_id.into() }),
-        Resolved::Ok { subject, values, connection, oauth_unavailable } => {
-            if oauth_unavailable {
-                return Err(Error::AuthorizationServerUnavailable { upstream: upstream_id.into() });
-            }
-            (subject, values, connection)
+        Resolved::Ok { oauth_unavailable: true, .. } => {
+            return Err(Error::AuthorizationServerUnavailable { upstream: upstream_id.into() })
+        }
+        Resolved::Ok { subject, values, access_token, connection, .. } => {
+            (subject, values, access_token, connection)
         }
     };
     let upstream = upstream.ok_or_else(|| Error::UnknownUpstream { upstream: upstream_id.into() })?;
@@ -149,23 +151,34 @@ async fn prepare(app: &App, req: &Request, upstream_id: &str, route: Route) -> R
     })?;
     let keyring = if route == Route::SseOpen { Some(app.keyring()?) } else { None };
     let routing = key.routing;
-    Ok(Prepared { upstream, plan, route, target, subject, values, connection, routing, store, keyring })
+    Ok(Prepared {
+        upstream,
+        plan,
+        route,
+        target,
+        subject,
+        values,
+        access_token,
+        connection,
+        routing,
+        store,
+        keyring,
+    })
 }
 
-/// Steps 5–8: render, send, and relay the answer.
+/// Steps 5–8: render, send, and relay the answer, as `core::request::after_upstream` says.
 async fn forward(
     app: &App,
     req: &Request,
     mut p: Prepared,
     body: Option<Vec<u8>>,
 ) -> Result<Response, Error> {
-    let upstream_id = p.upstream.id.clone();
+    let upstream_id = p.upstream.id.as_str().to_string();
     let upstream_id = upstream_id.as_str();
-    let uses_oauth = p.plan.uses_oauth();
+    let mut sent = Sent { per_user: p.plan.per_user(), access_token: false, retried: false };
     // With OAuth, a 401 is answered by one refresh and one retry, which needs the body again.
-    let mut retry_body = if uses_oauth { body.clone() } else { None };
+    let mut retry_body = if p.plan.uses_oauth() { body.clone() } else { None };
     let mut body = body;
-    let mut retried = false;
     let listed = connection_listed(http::header(req, "connection").as_deref());
     let forwarded: Vec<(String, String)> =
         req.headers().entries().filter(|(name, _)| forward_request_header(name, &listed)).collect();
@@ -181,19 +194,32 @@ async fn forward(
         for (name, value) in &rendered {
             out.set(name, value).map_err(Error::internal)?;
         }
-        let resp = send(app, req.method(), p.target.as_str(), out, body.take(), upstream_id).await?;
-        if resp.status_code() != 401 || !uses_oauth || retried {
-            break resp;
+        sent.access_token = p.access_token.is_some() && p.plan.uses_oauth();
+        let resp = send(app, req.method(), &p.target, out, body.take(), upstream_id).await?;
+        match after_upstream(resp.status_code(), sent) {
+            Next::RefreshAndRetry => {}
+            Next::Relay => break resp,
+            Next::Reconnect => {
+                let op = SetConnectionStatus {
+                    upstream: upstream_id.into(),
+                    status: ConnectionStatus::ConnectionRequired,
+                    seen: p.connection.map(|c| c.updated_at),
+                };
+                p.store.call(op).await?;
+                return Err(connection_required(app, &p).await);
+            }
+            Next::OperatorCredentialsRejected => {
+                return Err(Error::UpstreamRejectedCredentials { upstream: upstream_id.into() })
+            }
+            Next::RefuseRedirect => return Err(refuse_redirect(upstream_id, &resp)),
         }
         // The token was refused: refresh once (or take the token another request refreshed),
         // then retry once.
-        let Some(rejected) = p.values.get(ACCESS_TOKEN).map(|v| v.sealed.clone()) else { break resp };
-        let op = Op::RefreshAfterRejection { upstream: upstream_id.into(), rejected };
-        match call::<Refreshed>(&p.store, &op).await? {
+        let Some(rejected) = p.access_token.clone() else { return Err(connection_required(app, &p).await) };
+        match p.store.call(RefreshAfterRejection { upstream: upstream_id.into(), rejected }).await? {
             Refreshed::Token { access_token, updated_at } => {
                 p.connection = Some(ConnectionSeen { status: ConnectionStatus::Connected, updated_at });
-                p.values
-                    .insert(ACCESS_TOKEN.into(), access_token_value(&p.subject, upstream_id, access_token));
+                p.access_token = Some(access_token);
             }
             Refreshed::ConnectionRequired => return Err(connection_required(app, &p).await),
             Refreshed::Unavailable => {
@@ -201,45 +227,18 @@ async fn forward(
             }
         }
         body = retry_body.take();
-        retried = true;
+        sent.retried = true;
     };
     let status = resp.status_code();
-
-    if status == 401 {
-        if p.plan.per_user() {
-            let op = Op::SetConnectionStatus {
-                upstream: upstream_id.into(),
-                status: ConnectionStatus::ConnectionRequired,
-                seen: p.connection.map(|c| c.updated_at),
-            };
-            call::<serde_json::Value>(&p.store, &op).await?;
-            return Err(connection_required(app, &p).await);
-        }
-        return Err(Error::UpstreamRejectedCredentials { upstream: upstream_id.into() });
-    }
-    if (300..400).contains(&status) && status != 304 {
-        // Following it would send the subject's credentials somewhere not configured; relaying
-        // it would point the client (and its key) past the gateway.
-        let location = resp.headers().get("location").ok().flatten().unwrap_or_default();
-        worker::console_error!(
-            "mcp-authbridge: upstream '{upstream_id}' answered {status} to {location}; set the upstream's url to the final address"
-        );
-        return Err(Error::UpstreamProtocol {
-            upstream: upstream_id.into(),
-            detail: format!("answered a redirect ({status}); the operator must update the upstream's URL"),
-        });
-    }
-    let seen = p.connection.filter(|c| c.status == ConnectionStatus::ConnectionRequired);
-    if let (true, Some(seen), true) = (p.plan.per_user(), seen, status < 500) {
-        // The values work again (e.g. the operator replaced a subject secret): say so.
-        let op = Op::SetConnectionStatus {
+    if let Some(seen) = works_again(sent.per_user, p.connection, status) {
+        let op = SetConnectionStatus {
             upstream: upstream_id.into(),
             status: ConnectionStatus::Connected,
-            seen: Some(seen.updated_at),
+            seen: Some(seen),
         };
         let store = p.store;
         app.ctx.wait_until(async move {
-            let _ = call::<serde_json::Value>(&store, &op).await;
+            let _ = store.call(op).await;
         });
     }
 
@@ -259,8 +258,8 @@ async fn forward(
             }
             let rewrite = EndpointRewrite {
                 keyring,
-                upstream_id: p.upstream.id,
-                upstream_url: p.target,
+                upstream_id: p.upstream.id.as_str().to_string(),
+                upstream_url: (*p.target).clone(),
                 subject: p.subject,
             };
             relay_rewritten(resp, rewrite, app.config.upstream_timeout_ms).await
@@ -269,10 +268,22 @@ async fn forward(
     }
 }
 
+fn refuse_redirect(upstream_id: &str, resp: &Response) -> Error {
+    let status = resp.status_code();
+    let location = resp.headers().get("location").ok().flatten().unwrap_or_default();
+    worker::console_error!(
+        "mcp-authbridge: upstream '{upstream_id}' answered {status} to {location}; set the upstream's url to the final address"
+    );
+    Error::UpstreamProtocol {
+        upstream: upstream_id.into(),
+        detail: format!("answered a redirect ({status}); the operator must update the upstream's URL"),
+    }
+}
+
 /// The `connection_required` answer, with a fresh connect link for this subject and upstream
 /// (API.md §1). If the link cannot be made, the answer still goes out, without one.
 async fn connection_required(app: &App, p: &Prepared) -> Error {
-    let upstream = p.upstream.id.clone();
+    let upstream = p.upstream.id.as_str().to_string();
     let link = mint_link(app, &p.store, &p.routing, &p.subject, &upstream, DEFAULT_LINK_SECONDS).await;
     let connect_url = link
         .map_err(|e| worker::console_error!("mcp-authbridge: could not make a connect link: {e:?}"))
@@ -281,66 +292,61 @@ async fn connection_required(app: &App, p: &Prepared) -> Error {
     Error::ConnectionRequired { upstream, connect_url }
 }
 
-/// Step 5: collect every value the templates read, then render them.
+/// Step 5: open every value the templates read, then render them (`core::request::render`).
 async fn render_headers(app: &App, p: &Prepared) -> Result<Vec<(String, String)>, Error> {
-    let upstream_id = p.upstream.id.as_str();
-    let mut values: BTreeMap<&Source, String> = BTreeMap::new();
+    let (subject, upstream) = (p.subject.as_str(), p.upstream.id.as_str());
+    let mut values: BTreeMap<Source, Secret> = BTreeMap::new();
     let secrets: Vec<(&Source, &String)> = p
         .plan
         .sources
         .iter()
         .filter_map(|s| if let Source::Secret(n) = s { Some((s, n)) } else { None })
         .collect();
-    let keyring = if secrets.is_empty() && p.values.is_empty() { None } else { Some(app.keyring()?) };
+    let sealed_values = !secrets.is_empty() || !p.values.is_empty() || p.access_token.is_some();
+    let keyring = if sealed_values { Some(app.keyring()?) } else { None };
 
     if let Some(ring) = &keyring {
         let config = app.config_store()?;
         let sealed = join_all(secrets.iter().map(|(_, name)| config.secret(name))).await;
         for ((source, name), sealed) in secrets.into_iter().zip(sealed) {
             if let Some(sealed) = sealed? {
-                values.insert(source, open(ring, &crate::store::kv::secret_context(name), &sealed)?);
+                values.insert(source.clone(), open(ring, &Context::OperatorSecret { name }, &sealed)?);
             }
         }
     }
     for source in &p.plan.sources {
-        match source {
-            Source::Env(name) => {
-                if let Some(v) = app.env_value(name) {
-                    values.insert(source, v);
+        let opened = match (source, &keyring) {
+            (Source::Env(name), _) => app.env_value(name).map(Secret::new),
+            (Source::User(name), Some(ring)) => match p.values.get(name) {
+                Some(v) => Some(open(ring, &v.context(subject, upstream, name), &v.sealed)?),
+                None => None,
+            },
+            (Source::OAuthAccessToken, Some(ring)) => match &p.access_token {
+                Some(sealed) => {
+                    let context =
+                        Context::Connection { subject, upstream, value: ConnectionValue::AccessToken };
+                    Some(open(ring, &context, sealed)?)
                 }
-            }
-            Source::User(name) => {
-                if let (Some(v), Some(ring)) = (p.values.get(name), &keyring) {
-                    values.insert(source, open(ring, &v.context, &v.sealed)?);
-                }
-            }
-            Source::OAuthAccessToken => {
-                if let (Some(v), Some(ring)) = (p.values.get(ACCESS_TOKEN), &keyring) {
-                    values.insert(source, open(ring, &v.context, &v.sealed)?);
-                }
-            }
-            Source::Subject => {
-                values.insert(source, p.subject.clone());
-            }
-            Source::Secret(_) => {}
+                None => None,
+            },
+            (Source::Subject, _) => Some(Secret::new(subject)),
+            _ => None,
+        };
+        if let Some(v) = opened {
+            values.insert(source.clone(), v);
         }
     }
-    p.plan
-        .templates
-        .iter()
-        .map(|(name, t)| match t.render(|s| values.get(s).map(String::as_str)) {
-            Ok(v) => Ok((name.clone(), v)),
-            Err(RenderError::Missing(s)) if s.is_per_user() => {
-                Err(Error::ConnectionRequired { upstream: upstream_id.into(), connect_url: None })
-            }
-            Err(RenderError::Missing(s)) => Err(Error::MissingOperatorValue { name: s.to_string() }),
-            Err(RenderError::Unsafe) => Err(Error::UnsafeHeaderValue { header: name.clone() }),
-        })
-        .collect()
+    request::render(&p.plan, &values).map_err(|e| match e {
+        RenderFailure::ConnectionRequired => {
+            Error::ConnectionRequired { upstream: upstream.into(), connect_url: None }
+        }
+        RenderFailure::MissingOperatorValue(name) => Error::MissingOperatorValue { name },
+        RenderFailure::Unsafe { header } => Error::UnsafeHeaderValue { header },
+    })
 }
 
-fn open(ring: &Keyring, context: &str, sealed: &str) -> Result<String, Error> {
-    ring.open_string(context, sealed)
+fn open(ring: &Keyring, context: &Context, sealed: &Sealed) -> Result<Secret, Error> {
+    ring.open_secret(context, sealed)
         .map_err(|e| Error::internal(format!("cannot open value sealed for {context}: {e}")))
 }
 
@@ -353,8 +359,9 @@ fn session_target(app: &App, req: &Request, upstream: &Upstream, subject: &str) 
         .find(|(k, _)| k == "s")
         .map(|(_, v)| v.into_owned())
         .ok_or(Error::InvalidSessionUrl)?;
+    let context = Context::SseSession { upstream: upstream.id.as_str() };
     let bytes =
-        app.keyring()?.open(&session_context(&upstream.id), &sealed).map_err(|_| Error::InvalidSessionUrl)?;
+        app.keyring()?.open(&context, &Sealed::stored(sealed)).map_err(|_| Error::InvalidSessionUrl)?;
     let session: SessionUrl = serde_json::from_slice(&bytes).map_err(|_| Error::InvalidSessionUrl)?;
     let base = Url::parse(&upstream.url).map_err(Error::internal)?;
     let target = Url::parse(&session.url).map_err(|_| Error::InvalidSessionUrl)?;
@@ -381,8 +388,9 @@ impl EndpointRewrite {
         }
         let session = SessionUrl { subject: self.subject.clone(), url: target.to_string() };
         let json = serde_json::to_vec(&session).map_err(|e| e.to_string())?;
-        let sealed = self.keyring.seal(&session_context(&self.upstream_id), &json, random_bytes());
-        Ok(format!("/sse/{}/messages?s={sealed}", self.upstream_id))
+        let context = Context::SseSession { upstream: &self.upstream_id };
+        let sealed = self.keyring.seal(&context, &json, random_bytes());
+        Ok(format!("/sse/{}/messages?s={}", self.upstream_id, sealed.as_str()))
     }
 }
 
@@ -391,7 +399,7 @@ impl EndpointRewrite {
 async fn send(
     app: &App,
     method: Method,
-    url: &str,
+    url: &CheckedUrl,
     headers: Headers,
     body: Option<Vec<u8>>,
     upstream_id: &str,
@@ -401,7 +409,8 @@ async fn send(
         OutboundError::Timeout => {
             Error::UpstreamTimeout { upstream: upstream_id.into(), after_ms: timeout_ms }
         }
-        OutboundError::Unreachable | OutboundError::Refused(_) => {
+        e => {
+            worker::console_error!("mcp-authbridge: upstream '{upstream_id}': {e}");
             Error::UpstreamUnreachable { upstream: upstream_id.into() }
         }
     })

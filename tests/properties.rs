@@ -6,6 +6,7 @@
 
 use mcp_authbridge::core::connect::validate_form;
 use mcp_authbridge::core::headers::{configured_name_error, is_field_value, is_token};
+use mcp_authbridge::core::ids::UpstreamId;
 use mcp_authbridge::core::keys;
 use mcp_authbridge::core::mcp::peek;
 use mcp_authbridge::core::oauth::discovery::{
@@ -14,7 +15,7 @@ use mcp_authbridge::core::oauth::discovery::{
 use mcp_authbridge::core::oauth::flow::{parse_registration, Callback};
 use mcp_authbridge::core::oauth::token::parse_token_response;
 use mcp_authbridge::core::policy::{check_url, PolicyError};
-use mcp_authbridge::core::seal::Keyring;
+use mcp_authbridge::core::seal::{Context, Keyring, Sealed};
 use mcp_authbridge::core::sse::EndpointRewriter;
 use mcp_authbridge::core::template::HeaderTemplate;
 use mcp_authbridge::core::upstream::{parse_upstream, UserField};
@@ -108,26 +109,29 @@ proptest! {
     #[test]
     fn sealed_values_round_trip_and_detect_tampering(
         plain in prop::collection::vec(any::<u8>(), 0..200),
-        context in "[a-z:]{1,20}",
+        name in "[a-z:]{1,20}",
         nonce in any::<[u8; 12]>(),
         flip in any::<usize>(),
     ) {
         let ring = Keyring::new([5; 32]);
+        let context = Context::OperatorSecret { name: &name };
         let sealed = ring.seal(&context, &plain, nonce);
         prop_assert_eq!(ring.open(&context, &sealed).unwrap(), plain);
-        let mut bytes = sealed.clone().into_bytes();
+        let elsewhere = Context::SubjectSecret { subject: "s", name: &name };
+        prop_assert!(ring.open(&elsewhere, &sealed).is_err());
+        let mut bytes = sealed.as_str().as_bytes().to_vec();
         let i = flip % bytes.len();
         bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
         if let Ok(tampered) = String::from_utf8(bytes) {
-            if tampered != sealed {
-                prop_assert!(ring.open(&context, &tampered).is_err());
+            if tampered != sealed.as_str() {
+                prop_assert!(ring.open(&context, &Sealed::stored(tampered)).is_err());
             }
         }
     }
 
     #[test]
     fn opening_takes_any_text(text in any::<String>()) {
-        let _ = Keyring::new([5; 32]).open("c", &text);
+        let _ = Keyring::new([5; 32]).open(&Context::OperatorSecret { name: "c" }, &Sealed::stored(text));
     }
 
     #[test]
@@ -165,7 +169,7 @@ proptest! {
     fn accepted_form_values_are_safe_header_values(value in any::<String>()) {
         let fields = [UserField { name: "k".into(), label: "K".into(), secret: true }];
         if let Ok(values) = validate_form(&fields, &[("k".into(), value)]) {
-            prop_assert!(is_field_value(&values["k"]));
+            prop_assert!(is_field_value(values["k"].expose()));
         }
     }
 
@@ -179,7 +183,7 @@ proptest! {
     #[test]
     fn upstream_bodies_never_panic(json in "\\PC{0,120}") {
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(&json) {
-            let _ = parse_upstream("x", &v, true, 0);
+            let _ = parse_upstream(&UpstreamId::parse("x").unwrap(), &v, true, 0);
         }
     }
 }

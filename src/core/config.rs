@@ -1,23 +1,25 @@
 //! Deployment settings (API.md §5), read from Worker vars and secrets through a lookup so the
 //! parsing stays pure and testable.
 
+use super::secret::Secret;
+
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 pub const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 60_000;
 
 /// How values are sealed in this deployment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Encryption {
-    /// `ENCRYPTION_KEY` is set (base64 of 32 bytes; validated when used).
-    Key(String),
+    /// `ENCRYPTION_KEY` is set (base64 of 32 bytes, or a list; validated when used).
+    Key(Secret),
     /// `wrangler dev` with `DEV_MODE=true` and no key: a fixed, public development key.
     Development,
     /// Deployed without a key: storing or reading secrets is refused.
     Missing,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Config {
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
     pub encryption: Encryption,
     pub allow_private_upstreams: bool,
     pub allowed_origins: Vec<String>,
@@ -34,12 +36,12 @@ impl Config {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Config {
         let non_empty = |name: &str| get(name).filter(|v| !v.trim().is_empty());
         let encryption = match non_empty("ENCRYPTION_KEY") {
-            Some(k) => Encryption::Key(k),
+            Some(k) => Encryption::Key(Secret::new(k)),
             None if truthy(get("DEV_MODE")) => Encryption::Development,
             None => Encryption::Missing,
         };
         Config {
-            admin_token: non_empty("ADMIN_TOKEN").map(|t| t.trim().to_string()),
+            admin_token: non_empty("ADMIN_TOKEN").map(|t| Secret::new(t.trim())),
             encryption,
             allow_private_upstreams: truthy(get("ALLOW_PRIVATE_UPSTREAMS")),
             allowed_origins: non_empty("ALLOWED_ORIGINS")
@@ -83,8 +85,8 @@ mod tests {
     #[test]
     fn defaults_are_safe() {
         let c = config(&[]);
-        assert_eq!(c.admin_token, None);
-        assert_eq!(c.encryption, Encryption::Missing);
+        assert!(c.admin_token.is_none());
+        assert!(matches!(c.encryption, Encryption::Missing));
         assert!(!c.allow_private_upstreams);
         assert!(c.allowed_origins.is_empty());
         assert_eq!(c.max_body_bytes, 4 * 1024 * 1024);
@@ -104,7 +106,10 @@ mod tests {
             ("MAX_BODY_BYTES", "1024"),
             ("UPSTREAM_TIMEOUT_MS", "1500"),
         ]);
-        assert_eq!(c.encryption, Encryption::Key("k".into()));
+        assert!(matches!(&c.encryption, Encryption::Key(k) if k.expose() == "k"));
+        assert!(c.admin_token.as_ref().is_some_and(|t| t.ct_eq("t")));
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("\"t\"") && !printed.contains("\"k\""), "{printed}");
         assert!(c.allow_private_upstreams);
         assert!(c.origin_allowed("https://b.example"));
         assert!(c.origin_allowed("https://A.example"));
@@ -115,9 +120,9 @@ mod tests {
 
     #[test]
     fn development_key_only_in_dev_mode() {
-        assert_eq!(config(&[("DEV_MODE", "true")]).encryption, Encryption::Development);
-        assert_eq!(config(&[("DEV_MODE", "false")]).encryption, Encryption::Missing);
-        assert_eq!(config(&[("ENCRYPTION_KEY", " ")]).encryption, Encryption::Missing);
+        assert!(matches!(config(&[("DEV_MODE", "true")]).encryption, Encryption::Development));
+        assert!(matches!(config(&[("DEV_MODE", "false")]).encryption, Encryption::Missing));
+        assert!(matches!(config(&[("ENCRYPTION_KEY", " ")]).encryption, Encryption::Missing));
         assert_eq!(config(&[("UPSTREAM_TIMEOUT_MS", "0")]).upstream_timeout_ms, 60_000);
     }
 }

@@ -4,6 +4,7 @@
 
 use super::encoding::rfc3339;
 use super::headers::is_field_value;
+use super::secret::Secret;
 use super::upstream::UserField;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -52,7 +53,7 @@ pub type FormErrors = BTreeMap<String, &'static str>;
 pub fn validate_form(
     fields: &[UserField],
     submitted: &[(String, String)],
-) -> Result<BTreeMap<String, String>, FormErrors> {
+) -> Result<BTreeMap<String, Secret>, FormErrors> {
     let mut values = BTreeMap::new();
     let mut errors = FormErrors::new();
     for field in fields {
@@ -64,7 +65,7 @@ pub fn validate_form(
         } else if !is_field_value(value) {
             errors.insert(field.name.clone(), "Use printable ASCII characters only, on one line.");
         } else {
-            values.insert(field.name.clone(), value.to_string());
+            values.insert(field.name.clone(), Secret::new(value));
         }
     }
     if errors.is_empty() {
@@ -233,7 +234,7 @@ mod tests {
     fn forms_are_validated_field_by_field() {
         let ok = validate_form(&fields(), &pairs(&[("api_key", " k1 "), ("region", "eu"), ("extra", "x")]))
             .unwrap();
-        assert_eq!(ok.get("api_key").map(String::as_str), Some("k1"));
+        assert_eq!(ok.get("api_key").map(Secret::expose), Some("k1"));
         assert_eq!(ok.len(), 2, "unknown fields are ignored");
         let errors = validate_form(&fields(), &pairs(&[("api_key", "a\r\nb")])).unwrap_err();
         assert_eq!(errors.len(), 2);

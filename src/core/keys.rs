@@ -8,6 +8,8 @@
 //! same reason: it routes itself.
 
 use super::encoding::{b64url, hex};
+use super::ids::UpstreamId;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
 pub const PREFIX: &str = "mab_";
@@ -17,11 +19,32 @@ const ROUTING_LEN: usize = 64;
 pub const SECRET_BYTES: usize = 32;
 const SECRET_B64_LEN: usize = 43; // 32 bytes, base64url without padding
 
+/// The SHA-256 (hex) of a key, link token, OAuth `state` or browser binding: the only form in
+/// which any of them is stored.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct KeyHash(String);
+
+impl KeyHash {
+    pub fn of(token: &str) -> KeyHash {
+        KeyHash(hex(&Sha256::digest(token.as_bytes())))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Constant-time comparison with the hash of a presented token.
+    pub fn matches(&self, token: &str) -> bool {
+        super::encoding::ct_eq(self.0.as_bytes(), KeyHash::of(token).0.as_bytes())
+    }
+}
+
 /// A key as the client sent it, checked for shape. Holds the digest, not the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PresentedKey {
     pub routing: String,
-    pub hash: [u8; 32],
+    pub hash: KeyHash,
 }
 
 pub fn is_routing(s: &str) -> bool {
@@ -55,8 +78,8 @@ pub fn key_id_routing(id: &str) -> Option<&str> {
         .then_some(routing)
 }
 
-pub fn hash(key: &str) -> [u8; 32] {
-    Sha256::digest(key.as_bytes()).into()
+pub fn hash(key: &str) -> KeyHash {
+    KeyHash::of(key)
 }
 
 /// Reads the client credential from an `Authorization` value: `Bearer <key>` or a bare key.
@@ -145,14 +168,60 @@ mod tests {
     }
 }
 
+/// Which upstreams a key may reach. Stored and shown as a list of ids, `["*"]` for all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyScope {
+    All,
+    Only(Vec<UpstreamId>),
+}
+
+/// The list entry that means every upstream.
+pub const ALL_UPSTREAMS: &str = "*";
+
+impl KeyScope {
+    /// Reads an admin API or stored list: ids, or `"*"` anywhere for all upstreams.
+    pub fn parse<S: AsRef<str>>(list: &[S]) -> Result<KeyScope, super::ids::InvalidName> {
+        if list.iter().any(|u| u.as_ref() == ALL_UPSTREAMS) {
+            return Ok(KeyScope::All);
+        }
+        list.iter().map(|u| UpstreamId::parse(u.as_ref())).collect::<Result<_, _>>().map(KeyScope::Only)
+    }
+
+    pub fn allows(&self, upstream: &str) -> bool {
+        match self {
+            KeyScope::All => true,
+            KeyScope::Only(ids) => ids.iter().any(|u| u.as_str() == upstream),
+        }
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            KeyScope::All => vec![ALL_UPSTREAMS],
+            KeyScope::Only(ids) => ids.iter().map(UpstreamId::as_str).collect(),
+        }
+    }
+}
+
+impl Serialize for KeyScope {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.names().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for KeyScope {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let list = Vec::<String>::deserialize(d)?;
+        KeyScope::parse(&list).map_err(serde::de::Error::custom)
+    }
+}
+
 /// A key as stored in its subject's Durable Object: the hash, never the key.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRecord {
     pub id: String,
-    pub hash: String,
+    pub hash: KeyHash,
     pub subject: String,
-    /// Upstream ids, or `["*"]` for all.
-    pub upstreams: Vec<String>,
+    pub upstreams: KeyScope,
     pub expires_at: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
@@ -170,7 +239,7 @@ impl KeyRecord {
     pub fn access(&self, upstream: &str, now_ms: u64) -> Access {
         if self.expires_at.is_some_and(|t| t <= now_ms) {
             Access::Expired
-        } else if self.upstreams.iter().any(|u| u == "*" || u == upstream) {
+        } else if self.upstreams.allows(upstream) {
             Access::Allowed
         } else {
             Access::NotAllowed
@@ -197,9 +266,9 @@ mod record_tests {
     fn record(upstreams: &[&str], expires_at: Option<u64>) -> KeyRecord {
         KeyRecord {
             id: "id".into(),
-            hash: "h".into(),
+            hash: KeyHash::of("k"),
             subject: "alice".into(),
-            upstreams: upstreams.iter().map(|s| s.to_string()).collect(),
+            upstreams: KeyScope::parse(upstreams).unwrap(),
             expires_at,
             label: None,
             created_at: 0,
@@ -216,5 +285,17 @@ mod record_tests {
         let view = record(&["a"], Some(0)).public_view();
         assert_eq!(view["expires_at"], "1970-01-01T00:00:00Z");
         assert!(view.get("hash").is_none());
+        assert_eq!(view["upstreams"], serde_json::json!(["a"]));
+        assert_eq!(record(&["a", "*"], None).public_view()["upstreams"], serde_json::json!(["*"]));
+    }
+
+    #[test]
+    fn scopes_are_stored_as_lists() {
+        let stored = serde_json::to_string(&KeyScope::parse(&["a", "b"]).unwrap()).unwrap();
+        assert_eq!(stored, r#"["a","b"]"#);
+        assert_eq!(serde_json::from_str::<KeyScope>(r#"["*"]"#).unwrap(), KeyScope::All);
+        assert!(serde_json::from_str::<KeyScope>(r#"["Not An Id"]"#).is_err());
+        assert!(KeyHash::of("mab_x").matches("mab_x"));
+        assert!(!KeyHash::of("mab_x").matches("mab_y"));
     }
 }

@@ -117,8 +117,26 @@ fn is_private_name(host: &str) -> bool {
         || !h.contains('.')
 }
 
+/// A URL the policy allowed. Only [`check_url`] makes one, and the one outbound client takes
+/// nothing else, so every request the gateway sends has passed the policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedUrl(Url);
+
+impl CheckedUrl {
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl std::ops::Deref for CheckedUrl {
+    type Target = Url;
+    fn deref(&self) -> &Url {
+        &self.0
+    }
+}
+
 /// Checks an outbound URL against the policy and returns it parsed.
-pub fn check_url(raw: &str, allow_private: bool) -> Result<Url, PolicyError> {
+pub fn check_url(raw: &str, allow_private: bool) -> Result<CheckedUrl, PolicyError> {
     let url = Url::parse(raw).map_err(|_| PolicyError::NotAUrl)?;
     match url.scheme() {
         "https" => {}
@@ -142,7 +160,7 @@ pub fn check_url(raw: &str, allow_private: bool) -> Result<Url, PolicyError> {
     match verdict {
         Some(e @ PolicyError::Metadata(_)) => Err(e),
         Some(e) if !allow_private => Err(e),
-        _ => Ok(url),
+        _ => Ok(CheckedUrl(url)),
     }
 }
 

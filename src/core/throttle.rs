@@ -15,7 +15,7 @@ pub struct Attempts {
 }
 
 /// What the admin API does with a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Verdict {
     /// Under the limit: answer as the token deserves (a failure was counted if it was wrong).
     Checked,

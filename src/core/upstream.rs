@@ -2,8 +2,11 @@
 //! as they are stored. Validation names the field that is wrong.
 
 use super::headers::configured_name_error;
-use super::ids::is_name;
+use super::ids::{is_name, UpstreamId};
+use super::oauth::token::AuthMethod;
 use super::policy::check_url;
+use super::seal::Sealed;
+use super::secret::Secret;
 use super::template::{HeaderTemplate, Source};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -37,10 +40,11 @@ pub struct OAuthSettings {
     pub scopes: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// Sealed, context `Context::OAuthClientSecret`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_secret_sealed: Option<String>,
+    pub client_secret_sealed: Option<Sealed>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token_endpoint_auth_method: Option<String>,
+    pub token_endpoint_auth_method: Option<AuthMethod>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization_server: Option<String>,
     #[serde(default = "default_true")]
@@ -49,7 +53,7 @@ pub struct OAuthSettings {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Upstream {
-    pub id: String,
+    pub id: UpstreamId,
     pub url: String,
     pub transport: Transport,
     #[serde(default)]
@@ -82,10 +86,10 @@ impl fmt::Display for FieldError {
 
 /// A validated `PUT /admin/v1/upstreams/{id}` body. `client_secret` is plaintext here; the
 /// caller seals it before storing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct UpstreamDraft {
     pub upstream: Upstream,
-    pub client_secret: Option<String>,
+    pub client_secret: Option<Secret>,
 }
 
 fn string_at(obj: &Map<String, Value>, field: &str, path: &str) -> Result<Option<String>, FieldError> {
@@ -110,7 +114,7 @@ fn only_fields(obj: &Map<String, Value>, allowed: &[&str], prefix: &str) -> Resu
     }
 }
 
-fn parse_oauth(v: &Value, allow_private: bool) -> Result<(OAuthSettings, Option<String>), FieldError> {
+fn parse_oauth(v: &Value, allow_private: bool) -> Result<(OAuthSettings, Option<Secret>), FieldError> {
     let obj = object(v, "oauth")?;
     only_fields(
         obj,
@@ -145,15 +149,15 @@ fn parse_oauth(v: &Value, allow_private: bool) -> Result<(OAuthSettings, Option<
         ),
         Some(_) => return Err(FieldError::new("oauth.scopes", "must be an array of strings")),
     };
-    let method = string_at(obj, "token_endpoint_auth_method", "oauth.token_endpoint_auth_method")?;
-    if let Some(m) = &method {
-        if !["client_secret_basic", "client_secret_post", "none"].contains(&m.as_str()) {
-            return Err(FieldError::new(
+    let method = match string_at(obj, "token_endpoint_auth_method", "oauth.token_endpoint_auth_method")? {
+        None => None,
+        Some(m) => Some(AuthMethod::parse(&m).ok_or_else(|| {
+            FieldError::new(
                 "oauth.token_endpoint_auth_method",
                 "must be client_secret_basic, client_secret_post or none",
-            ));
-        }
-    }
+            )
+        })?),
+    };
     let resource = match obj.get("resource") {
         None | Some(Value::Null) => true,
         Some(Value::Bool(b)) => *b,
@@ -174,7 +178,7 @@ fn parse_oauth(v: &Value, allow_private: bool) -> Result<(OAuthSettings, Option<
         },
         resource,
     };
-    Ok((settings, string_at(obj, "client_secret", "oauth.client_secret")?))
+    Ok((settings, string_at(obj, "client_secret", "oauth.client_secret")?.map(Secret::new)))
 }
 
 fn parse_user_fields(v: &Value) -> Result<Vec<UserField>, FieldError> {
@@ -203,7 +207,7 @@ fn parse_user_fields(v: &Value) -> Result<Vec<UserField>, FieldError> {
 
 /// Validates an admin `PUT` body for upstream `id`.
 pub fn parse_upstream(
-    id: &str,
+    id: &UpstreamId,
     body: &Value,
     allow_private: bool,
     now_ms: u64,
@@ -244,7 +248,7 @@ pub fn parse_upstream(
         }
     };
     let upstream =
-        Upstream { id: id.to_string(), url, transport, headers, user_fields, oauth, updated_at: now_ms };
+        Upstream { id: id.clone(), url, transport, headers, user_fields, oauth, updated_at: now_ms };
     let plan = upstream.header_plan()?;
     if upstream.oauth.is_none() {
         if let Some((name, _)) =
@@ -340,8 +344,12 @@ impl Upstream {
 mod tests {
     use super::*;
 
+    fn svc() -> UpstreamId {
+        UpstreamId::parse("svc").unwrap()
+    }
+
     fn parse(body: Value) -> Result<UpstreamDraft, FieldError> {
-        parse_upstream("svc", &body, true, 1_000)
+        parse_upstream(&svc(), &body, true, 1_000)
     }
 
     fn field_of(body: Value) -> String {
@@ -359,7 +367,8 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(d.upstream.transport, Transport::Sse);
-        assert_eq!(d.client_secret.as_deref(), Some("s"));
+        assert_eq!(d.client_secret.as_ref().map(Secret::expose), Some("s"));
+        assert!(!format!("{d:?}").contains("\"s\""), "Debug never shows the client secret");
         assert!(d.upstream.user_fields[0].secret);
         let plan = d.upstream.header_plan().unwrap();
         let names: Vec<&str> = plan.templates.iter().map(|(n, _)| n.as_str()).collect();
@@ -432,7 +441,7 @@ mod tests {
             ),
             "oauth.authorization_server"
         );
-        assert!(parse_upstream("svc", &json!({"url": "http://a.example/"}), false, 0).is_err());
+        assert!(parse_upstream(&svc(), &json!({"url": "http://a.example/"}), false, 0).is_err());
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! Operator configuration in KV: upstreams and operator secrets (schema in `store/mod.rs`).
+//! Operator configuration in KV: upstreams, operator secrets and the gateway's dynamic
+//! registrations (schema in `store/mod.rs`, keys in `store/schema.rs`).
 
-use crate::app::now_ms;
+use super::schema::{REGISTRATIONS, SECRETS, UPSTREAMS};
 use crate::core::cache::TtlCache;
+use crate::core::seal::Sealed;
 use crate::core::upstream::Upstream;
 use crate::error::Error;
+use crate::rt::now_ms;
 use std::cell::RefCell;
 use std::future::Future;
 use std::thread::LocalKey;
@@ -19,8 +22,8 @@ pub const CACHE_TTL_MS: u64 = 10_000;
 const CACHE_ENTRIES: usize = 256;
 
 thread_local! {
-    static UPSTREAMS: RefCell<TtlCache<Option<Upstream>>> = RefCell::new(TtlCache::new(CACHE_TTL_MS, CACHE_ENTRIES));
-    static SECRETS: RefCell<TtlCache<Option<String>>> = RefCell::new(TtlCache::new(CACHE_TTL_MS, CACHE_ENTRIES));
+    static UPSTREAM_CACHE: RefCell<TtlCache<Option<Upstream>>> = RefCell::new(TtlCache::new(CACHE_TTL_MS, CACHE_ENTRIES));
+    static SECRET_CACHE: RefCell<TtlCache<Option<Sealed>>> = RefCell::new(TtlCache::new(CACHE_TTL_MS, CACHE_ENTRIES));
 }
 
 /// `key`'s value from `cache`, else from `read` (stored unless a write came in meanwhile).
@@ -38,26 +41,6 @@ async fn read_through<T: Clone>(
     Ok(found)
 }
 
-fn upstream_key(id: &str) -> String {
-    format!("upstream:{id}")
-}
-
-fn secret_key(name: &str) -> String {
-    format!("secret:{name}")
-}
-
-pub fn secret_context(name: &str) -> String {
-    format!("secret:{name}")
-}
-
-pub fn oauth_client_context(upstream: &str) -> String {
-    format!("oauth-client:{upstream}")
-}
-
-pub fn registration_context(upstream: &str) -> String {
-    format!("oauth-registration:{upstream}")
-}
-
 pub struct ConfigStore {
     kv: KvStore,
 }
@@ -68,36 +51,36 @@ impl ConfigStore {
     }
 
     pub async fn upstream(&self, id: &str) -> Result<Option<Upstream>, Error> {
-        read_through(&UPSTREAMS, id, self.upstream_uncached(id)).await
+        read_through(&UPSTREAM_CACHE, id, self.upstream_uncached(id)).await
     }
 
     /// What KV holds now, past this isolate's cache.
     pub async fn upstream_uncached(&self, id: &str) -> Result<Option<Upstream>, Error> {
-        self.kv.get(&upstream_key(id)).json().await.map_err(Error::internal)
+        self.kv.get(&UPSTREAMS.key(id)).json().await.map_err(Error::internal)
     }
 
     pub async fn put_upstream(&self, upstream: &Upstream) -> Result<(), Error> {
         let text = serde_json::to_string(upstream).map_err(Error::internal)?;
         self.kv
-            .put(&upstream_key(&upstream.id), text)
+            .put(&UPSTREAMS.key(upstream.id.as_str()), text)
             .map_err(Error::internal)?
             .execute()
             .await
             .map_err(Error::internal)?;
-        UPSTREAMS.with_borrow_mut(|c| c.write(&upstream.id, Some(upstream.clone()), now_ms()));
+        UPSTREAM_CACHE.with_borrow_mut(|c| c.write(upstream.id.as_str(), Some(upstream.clone()), now_ms()));
         Ok(())
     }
 
     pub async fn delete_upstream(&self, id: &str) -> Result<(), Error> {
-        self.kv.delete(&upstream_key(id)).await.map_err(Error::internal)?;
-        UPSTREAMS.with_borrow_mut(|c| c.write(id, None, now_ms()));
+        self.kv.delete(&UPSTREAMS.key(id)).await.map_err(Error::internal)?;
+        UPSTREAM_CACHE.with_borrow_mut(|c| c.write(id, None, now_ms()));
         Ok(())
     }
 
     pub async fn upstreams(&self) -> Result<Vec<Upstream>, Error> {
         let mut out = Vec::new();
-        for key in self.keys("upstream:").await? {
-            if let Some(u) = self.upstream(&key["upstream:".len()..]).await? {
+        for key in self.keys(UPSTREAMS.prefix()).await? {
+            if let Some(u) = self.upstream(UPSTREAMS.name_in(&key).unwrap_or_default()).await? {
                 out.push(u);
             }
         }
@@ -123,28 +106,33 @@ impl ConfigStore {
         Ok(out)
     }
 
-    /// A value under a key of its own (`oauth-registration:*`).
-    pub async fn raw(&self, key: &str) -> Result<Option<String>, Error> {
-        self.kv.get(key).text().await.map_err(Error::internal)
+    /// A sealed registration under its `schema::registration_key` (never cached: made rarely).
+    pub async fn registration(&self, key: &str) -> Result<Option<Sealed>, Error> {
+        debug_assert!(key.starts_with(REGISTRATIONS.prefix()));
+        Ok(self.kv.get(key).text().await.map_err(Error::internal)?.map(Sealed::stored))
     }
 
-    pub async fn put_raw(&self, key: &str, value: String) -> Result<(), Error> {
-        self.kv.put(key, value).map_err(Error::internal)?.execute().await.map_err(Error::internal)
+    pub async fn put_registration(&self, key: &str, sealed: &Sealed) -> Result<(), Error> {
+        self.kv.put(key, sealed.as_str()).map_err(Error::internal)?.execute().await.map_err(Error::internal)
     }
 
-    pub async fn secret(&self, name: &str) -> Result<Option<String>, Error> {
-        let key = secret_key(name);
-        read_through(&SECRETS, name, async { self.kv.get(&key).text().await.map_err(Error::internal) }).await
+    pub async fn secret(&self, name: &str) -> Result<Option<Sealed>, Error> {
+        read_through(&SECRET_CACHE, name, self.secret_uncached(name)).await
     }
 
-    pub async fn put_secret(&self, name: &str, sealed: String) -> Result<(), Error> {
+    /// What KV holds now, past this isolate's cache.
+    pub async fn secret_uncached(&self, name: &str) -> Result<Option<Sealed>, Error> {
+        Ok(self.kv.get(&SECRETS.key(name)).text().await.map_err(Error::internal)?.map(Sealed::stored))
+    }
+
+    pub async fn put_secret(&self, name: &str, sealed: Sealed) -> Result<(), Error> {
         self.kv
-            .put(&secret_key(name), sealed.clone())
+            .put(&SECRETS.key(name), sealed.as_str())
             .map_err(Error::internal)?
             .execute()
             .await
             .map_err(Error::internal)?;
-        SECRETS.with_borrow_mut(|c| c.write(name, Some(sealed), now_ms()));
+        SECRET_CACHE.with_borrow_mut(|c| c.write(name, Some(sealed), now_ms()));
         Ok(())
     }
 }

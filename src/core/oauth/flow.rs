@@ -3,6 +3,7 @@
 //! `resource`), and the checks on the callback (single `state`, RFC 9207 `iss`).
 
 use super::discovery::AuthServer;
+use crate::core::secret::Secret;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::fmt;
@@ -42,11 +43,11 @@ pub fn client_metadata_document(public_origin: &str) -> Value {
 }
 
 /// What registration gave the gateway (RFC 7591 §3.2.1).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct Registered {
     pub client_id: String,
     #[serde(default)]
-    pub client_secret: Option<String>,
+    pub client_secret: Option<Secret>,
     #[serde(default)]
     pub token_endpoint_auth_method: Option<String>,
 }
@@ -93,13 +94,25 @@ pub fn authorization_url(
     Ok(url.into())
 }
 
-/// What came back on the redirect URI.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What came back on the redirect URI. `Debug` hides the code and the state.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Callback {
     pub code: Option<String>,
     pub state: Option<String>,
     pub iss: Option<String>,
     pub error: Option<String>,
+}
+
+impl fmt::Debug for Callback {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hidden = |v: &Option<String>| v.as_ref().map(|_| "***");
+        f.debug_struct("Callback")
+            .field("code", &hidden(&self.code))
+            .field("state", &hidden(&self.state))
+            .field("iss", &self.iss)
+            .field("error", &self.error)
+            .finish()
+    }
 }
 
 impl Callback {
@@ -233,8 +246,8 @@ mod tests {
             br#"{"client_id":"abc","client_secret":"s","token_endpoint_auth_method":"client_secret_basic"}"#,
         )
         .unwrap();
-        assert_eq!(reg.client_secret.as_deref(), Some("s"));
-        assert_eq!(parse_registration(br#"{"client_id":""}"#), None);
+        assert_eq!(reg.client_secret.as_ref().map(Secret::expose), Some("s"));
+        assert!(parse_registration(br#"{"client_id":""}"#).is_none());
         assert_eq!(scopes(None, &["a".into()]), ["a"]);
         assert_eq!(scopes(Some(&["b".into()]), &["a".into()]), ["b"]);
     }

@@ -4,5 +4,6 @@
 
 pub mod discovery;
 pub mod flow;
+pub mod grant;
 pub mod pkce;
 pub mod token;

@@ -1,9 +1,10 @@
 //! Token endpoint requests and responses (RFC 6749 §4.1.3, §5, §6; RFC 7009), client
 //! authentication, and when a token needs refreshing.
 
+use super::pkce::Verifier;
 use crate::core::encoding::b64;
+use crate::core::secret::Secret;
 use serde::{Deserialize, Serialize};
-use std::fmt;
 use url::form_urlencoded;
 
 /// How the gateway authenticates to a token endpoint (RFC 8414 `token_endpoint_auth_method`).
@@ -29,12 +30,12 @@ impl AuthMethod {
     /// AS advertises (RFC 8414 §2: `client_secret_basic` when it says nothing); `none` when
     /// there is no secret.
     pub fn choose(
-        configured: Option<&str>,
+        configured: Option<AuthMethod>,
         registered: Option<&str>,
         has_secret: bool,
         supported: &[String],
     ) -> Self {
-        if let Some(m) = configured.or(registered).and_then(AuthMethod::parse) {
+        if let Some(m) = configured.or_else(|| registered.and_then(AuthMethod::parse)) {
             return m;
         }
         if !has_secret {
@@ -51,20 +52,21 @@ impl AuthMethod {
 }
 
 /// The gateway's identity at one authorization server.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ClientAuth {
     pub client_id: String,
-    pub client_secret: Option<String>,
+    pub client_secret: Option<Secret>,
     pub method: AuthMethod,
 }
 
+/// What a token request asks for. The code exchange consumes the PKCE verifier.
 pub enum Grant<'a> {
-    AuthorizationCode { code: &'a str, redirect_uri: &'a str, verifier: &'a str, resource: Option<&'a str> },
-    Refresh { refresh_token: &'a str, resource: Option<&'a str> },
+    AuthorizationCode { code: &'a str, redirect_uri: &'a str, verifier: Verifier, resource: Option<&'a str> },
+    Refresh { refresh_token: &'a Secret, resource: Option<&'a str> },
 }
 
 /// A request body (form-encoded) and, for `client_secret_basic`, the `Authorization` value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Both may carry secrets: no `Debug`.
 pub struct TokenRequest {
     pub body: String,
     pub authorization: Option<String>,
@@ -77,7 +79,7 @@ fn form_encode(s: &str) -> String {
 /// Adds client authentication to a form (RFC 6749 §2.3.1: basic credentials are form-encoded
 /// before base64). Shared by token and revocation requests.
 fn authenticate(mut form: form_urlencoded::Serializer<String>, client: &ClientAuth) -> TokenRequest {
-    let secret = client.client_secret.as_deref().unwrap_or("");
+    let secret = client.client_secret.as_ref().map(Secret::expose).unwrap_or("");
     let authorization = match client.method {
         AuthMethod::ClientSecretBasic => Some(format!(
             "Basic {}",
@@ -103,14 +105,14 @@ pub fn token_request(grant: &Grant<'_>, client: &ClientAuth) -> TokenRequest {
             form.append_pair("grant_type", "authorization_code");
             form.append_pair("code", code);
             form.append_pair("redirect_uri", redirect_uri);
-            form.append_pair("code_verifier", verifier);
+            form.append_pair("code_verifier", verifier.expose());
             if let Some(r) = resource {
                 form.append_pair("resource", r);
             }
         }
         Grant::Refresh { refresh_token, resource } => {
             form.append_pair("grant_type", "refresh_token");
-            form.append_pair("refresh_token", refresh_token);
+            form.append_pair("refresh_token", refresh_token.expose());
             if let Some(r) = resource {
                 form.append_pair("resource", r);
             }
@@ -120,36 +122,25 @@ pub fn token_request(grant: &Grant<'_>, client: &ClientAuth) -> TokenRequest {
 }
 
 /// An RFC 7009 revocation request for a token.
-pub fn revocation_request(token: &str, hint: &str, client: &ClientAuth) -> TokenRequest {
+pub fn revocation_request(token: &Secret, hint: &str, client: &ClientAuth) -> TokenRequest {
     let mut form = form_urlencoded::Serializer::new(String::new());
-    form.append_pair("token", token);
+    form.append_pair("token", token.expose());
     form.append_pair("token_type_hint", hint);
     authenticate(form, client)
 }
 
 /// A successful token response.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct Tokens {
-    pub access_token: String,
+    pub access_token: Secret,
     #[serde(default)]
     pub token_type: Option<String>,
     #[serde(default, deserialize_with = "number_or_string")]
     pub expires_in: Option<u64>,
     #[serde(default)]
-    pub refresh_token: Option<String>,
+    pub refresh_token: Option<Secret>,
     #[serde(default)]
     pub scope: Option<String>,
-}
-
-impl fmt::Debug for Tokens {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Tokens")
-            .field("access_token", &"***")
-            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "***"))
-            .field("expires_in", &self.expires_in)
-            .field("scope", &self.scope)
-            .finish()
-    }
 }
 
 /// `expires_in` arrives as a number, or (form-encoded, or from some servers) as a string.
@@ -175,7 +166,7 @@ pub struct TokenError {
     pub error_description: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum TokenOutcome {
     Issued(Tokens),
     /// `invalid_grant` (the refresh token or code is dead), or `invalid_client` /
@@ -237,7 +228,7 @@ mod tests {
     use super::*;
 
     fn client(method: AuthMethod) -> ClientAuth {
-        ClientAuth { client_id: "my client:1".into(), client_secret: Some("s&cret".into()), method }
+        ClientAuth { client_id: "my client:1".into(), client_secret: Some(Secret::new("s&cret")), method }
     }
 
     #[test]
@@ -245,7 +236,7 @@ mod tests {
         let grant = Grant::AuthorizationCode {
             code: "c o",
             redirect_uri: "https://gw.example/oauth/callback",
-            verifier: "v",
+            verifier: Verifier::opened(Secret::new("v")),
             resource: Some("https://mcp.example/mcp"),
         };
         let basic = token_request(&grant, &client(AuthMethod::ClientSecretBasic));
@@ -264,10 +255,11 @@ mod tests {
 
     #[test]
     fn refresh_and_revocation_requests() {
+        let rt = Secret::new("rt");
         let r =
-            token_request(&Grant::Refresh { refresh_token: "rt", resource: None }, &client(AuthMethod::None));
+            token_request(&Grant::Refresh { refresh_token: &rt, resource: None }, &client(AuthMethod::None));
         assert_eq!(r.body, "grant_type=refresh_token&refresh_token=rt&client_id=my+client%3A1");
-        let v = revocation_request("rt", "refresh_token", &client(AuthMethod::ClientSecretPost));
+        let v = revocation_request(&rt, "refresh_token", &client(AuthMethod::ClientSecretPost));
         assert_eq!(
             v.body,
             "token=rt&token_type_hint=refresh_token&client_id=my+client%3A1&client_secret=s%26cret"
@@ -278,7 +270,7 @@ mod tests {
     fn choosing_the_method() {
         let s = |v: &[&str]| v.iter().map(|m| m.to_string()).collect::<Vec<_>>();
         assert_eq!(
-            AuthMethod::choose(Some("client_secret_post"), None, true, &[]),
+            AuthMethod::choose(Some(AuthMethod::ClientSecretPost), None, true, &[]),
             AuthMethod::ClientSecretPost
         );
         assert_eq!(AuthMethod::choose(None, Some("none"), false, &[]), AuthMethod::None);
@@ -298,7 +290,7 @@ mod tests {
             panic!("json")
         };
         assert_eq!(
-            (t.access_token.as_str(), t.expires_in, t.refresh_token.as_deref()),
+            (t.access_token.expose(), t.expires_in, t.refresh_token.as_ref().map(Secret::expose)),
             ("at", Some(3600), Some("rt"))
         );
         let form = b"access_token=gho_1&scope=repo&token_type=bearer&expires_in=28800";
@@ -307,7 +299,7 @@ mod tests {
             panic!("form")
         };
         assert_eq!(
-            (t.access_token.as_str(), t.expires_in, t.refresh_token.as_deref()),
+            (t.access_token.expose(), t.expires_in, t.refresh_token.as_ref().map(Secret::expose)),
             ("gho_1", Some(28800), None)
         );
         assert!(!format!("{t:?}").contains("gho_1"), "Debug never shows a token");
@@ -315,23 +307,23 @@ mod tests {
 
     #[test]
     fn token_errors() {
-        assert_eq!(
+        assert!(matches!(
             parse_token_response(
                 400,
                 "application/json",
                 br#"{"error":"invalid_grant","error_description":"gone"}"#
             ),
             TokenOutcome::InvalidGrant
-        );
-        assert_eq!(
+        ));
+        assert!(matches!(
             parse_token_response(200, "application/x-www-form-urlencoded", b"error=invalid_grant"),
             TokenOutcome::InvalidGrant
-        );
+        ));
         assert!(matches!(parse_token_response(500, "text/html", b"<h1>oops"), TokenOutcome::Failed(_)));
-        assert_eq!(
+        assert!(matches!(
             parse_token_response(401, "application/json", br#"{"error":"invalid_client"}"#),
             TokenOutcome::InvalidGrant
-        );
+        ));
         assert!(matches!(
             parse_token_response(400, "application/json", br#"{"error":"invalid_scope"}"#),
             TokenOutcome::Failed(e) if e.contains("invalid_scope")

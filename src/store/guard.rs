@@ -1,0 +1,21 @@
+//! The admin-token guard: one Durable Object per client address (`schema::guard_name`), which
+//! counts that client's wrong admin tokens (`core::throttle`) so the limit holds across
+//! isolates and locations. It is the subject store's class under a name no subject can have;
+//! it keeps nothing but the count.
+
+use super::schema::ADMIN_ATTEMPTS;
+use crate::core::throttle::{Attempts, Verdict};
+use crate::rt::now_ms;
+use worker::{Result, Storage};
+
+/// One admin request from the guarded client, `ok` when its token was right.
+pub async fn attempt(storage: &Storage, ok: bool) -> Result<Verdict> {
+    let stored: Option<String> = storage.get(ADMIN_ATTEMPTS).await?;
+    let mut attempts = Attempts::parse(stored.as_deref().unwrap_or_default());
+    let before = attempts;
+    let verdict = attempts.attempt(now_ms(), ok);
+    if attempts != before {
+        storage.put(ADMIN_ATTEMPTS, attempts.stored()).await?;
+    }
+    Ok(verdict)
+}

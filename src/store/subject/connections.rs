@@ -1,0 +1,122 @@
+//! A subject's connections: what a request needs from them (`Resolve`, one storage read), their
+//! status, the admin list, and forgetting one.
+
+use super::SubjectStore;
+use crate::core::keys::{Access, KeyRecord};
+use crate::core::oauth::token::refresh_due;
+use crate::core::request::{pick_user_value, status_change_applies, token_after_refresh};
+use crate::core::seal::Sealed;
+use crate::rt::now_ms;
+use crate::store::protocol::{
+    Connection, ConnectionSummary, Deleted, Resolve, Resolved, SetConnectionStatus,
+};
+use crate::store::schema::{CONNECTIONS, KEYS, SUBJECT_SECRETS};
+use std::collections::BTreeMap;
+use worker::Result;
+
+impl SubjectStore {
+    pub(super) async fn resolve(&self, op: Resolve) -> Result<Resolved> {
+        let upstream = op.upstream.as_str();
+        // Everything a request may need, in one storage read.
+        let key_name = KEYS.key(op.key_hash.as_str());
+        let conn_name = CONNECTIONS.key(upstream);
+        let mut names = vec![key_name.clone(), conn_name.clone()];
+        names.extend(op.user.iter().map(|n| SUBJECT_SECRETS.key(n)));
+        let found = self.storage().get_multiple(names).await?;
+        let take = |name: &str| Some(found.get(&name.into())).filter(|v| !v.is_undefined());
+        let Some(record) = take(&key_name) else {
+            return Ok(Resolved::InvalidKey);
+        };
+        let record: KeyRecord = serde_wasm_bindgen::from_value(record)?;
+        // Found by the SHA-256 of the whole key: no byte of the key itself is ever compared, so
+        // the lookup's timing says nothing about it.
+        match record.access(upstream, now_ms()) {
+            Access::Expired => return Ok(Resolved::InvalidKey),
+            Access::NotAllowed => return Ok(Resolved::NotAllowed),
+            Access::Allowed => {}
+        }
+        let subject = record.subject;
+        let mut conn: Option<Connection> =
+            take(&conn_name).map(serde_wasm_bindgen::from_value).transpose()?;
+        let mut values = BTreeMap::new();
+        for name in &op.user {
+            let from_conn = conn.as_ref().and_then(|c| c.values.get(name)).cloned();
+            let from_subject =
+                take(&SUBJECT_SECRETS.key(name)).and_then(|v| v.as_string()).map(Sealed::stored);
+            if let Some(v) = pick_user_value(from_conn, from_subject) {
+                values.insert(name.clone(), v);
+            }
+        }
+        let mut access_token = None;
+        let mut oauth_unavailable = false;
+        if let Some(grant) = conn.as_ref().and_then(|c| c.oauth.clone()).filter(|_| op.oauth) {
+            let now = now_ms();
+            access_token = if refresh_due(now, grant.issued_at, grant.expires_at) {
+                let outcome = self.refresh(upstream, None).await?;
+                conn = self.storage().get(&conn_name).await?;
+                let still_valid = grant.expires_at.is_some_and(|e| e > now);
+                token_after_refresh(outcome, grant.access_token, still_valid).unwrap_or_else(|_| {
+                    oauth_unavailable = true;
+                    None
+                })
+            } else {
+                Some(grant.access_token)
+            };
+        }
+        let connection = conn.as_ref().map(Connection::seen);
+        Ok(Resolved::Ok { subject, values, access_token, connection, oauth_unavailable })
+    }
+
+    pub(super) async fn list_connections(&self) -> Result<Vec<ConnectionSummary>> {
+        let conns = self.list::<Connection>(&CONNECTIONS).await?;
+        Ok(conns
+            .into_iter()
+            .map(|(upstream, c)| ConnectionSummary {
+                upstream,
+                status: c.status,
+                expires_at: c.expires_at,
+                scopes: c.scopes,
+                updated_at: c.updated_at,
+            })
+            .collect())
+    }
+
+    pub(super) async fn set_connection_status(&self, op: SetConnectionStatus) -> Result<bool> {
+        let key = CONNECTIONS.key(&op.upstream);
+        let existing: Option<Connection> = self.storage().get(&key).await?;
+        if !status_change_applies(existing.as_ref().map(Connection::seen), op.seen, op.status) {
+            return Ok(false);
+        }
+        let conn = match existing {
+            Some(c) => Connection { status: op.status, updated_at: now_ms(), ..c },
+            None => Connection {
+                status: op.status,
+                values: BTreeMap::new(),
+                expires_at: None,
+                scopes: None,
+                oauth: None,
+                updated_at: now_ms(),
+            },
+        };
+        self.storage().put(&key, &conn).await?;
+        Ok(true)
+    }
+
+    pub(super) async fn delete_connection(&self, upstream: &str) -> Result<Deleted> {
+        let key = CONNECTIONS.key(upstream);
+        let Some(conn) = self.storage().get::<Connection>(&key).await? else {
+            return Ok(Deleted::NotFound);
+        };
+        // Forget first (so no refresh can store a new grant meanwhile), then revoke the copy
+        // read (RFC 7009) where the server offers it: a server that is down does not keep the
+        // user connected against the operator's wish.
+        self.storage().delete(&key).await?;
+        let revoked = match (&conn.oauth, self.subject().await?) {
+            (Some(grant), Some(subject)) => {
+                super::refresh::revoke_grant(&self.env, &subject, upstream, grant).await
+            }
+            _ => false,
+        };
+        Ok(Deleted::Deleted { revoked })
+    }
+}

@@ -1,13 +1,13 @@
 // End-to-end in a real browser (Debian's headless Chromium, driven by playwright-core): the
-// connect pages as a person uses them. Catches what fetch cannot: CSP, cookies, redirects and
-// forms as browsers enforce them.
+// connect pages of API.md §3 as a person uses them, for a header upstream's form and an OAuth
+// upstream's confirm, sign-in and callback. Catches what fetch cannot: CSP, cookies, redirects
+// and forms as browsers enforce them.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
-import { startGateway } from './harness.mjs';
+import { startGateway, putUpstream, newLink } from './harness.mjs';
 import { startStreamable } from './peers/ts_servers.mjs';
-import { startAuthServer } from './peers/oauth_server.mjs';
-import { startProtectedMcp } from './peers/oauth_mcp_server.mjs';
+import { startOAuthPeers, stopOAuthPeers, oauthSecrets } from './peers/oauth_mcp_server.mjs';
 
 let gw;
 let as;
@@ -16,17 +16,15 @@ let plain;
 let browser;
 
 before(async () => {
-  as = await startAuthServer({ accessTokenTtl: 60 });
-  mcp = await startProtectedMcp({ issuer: as.issuer, jwksUri: as.jwksUri });
-  as.setResource(mcp.url);
+  ({ as, mcp } = await startOAuthPeers({ accessTokenTtl: 60 }));
   plain = await startStreamable({ name: 'tickets', check: (h) => h['x-api-key'] === 'typed-in-browser' });
   gw = await startGateway();
-  assert.equal((await gw.admin('PUT', '/upstreams/oauthy', { url: mcp.url, oauth: {} })).status, 200);
-  assert.equal((await gw.admin('PUT', '/upstreams/tickets', {
+  await putUpstream(gw, 'oauthy', { url: mcp.url, oauth: {} });
+  await putUpstream(gw, 'tickets', {
     url: plain.url,
     headers: { 'X-API-KEY': '{{user.api_key}}' },
     user_fields: [{ name: 'api_key', label: 'Your Tickets API key' }],
-  })).status, 200);
+  });
   browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
     args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
@@ -35,23 +33,16 @@ before(async () => {
 
 after(async () => {
   // The typed value, codes and tokens the gateway held must not be in its log.
-  gw?.track('typed-in-browser', as?.issuedSecrets() ?? [], (mcp?.requests ?? []).map((r) => r.headers.authorization?.replace(/^Bearer /, '')));
+  gw?.track('typed-in-browser', oauthSecrets(as, mcp));
   await browser?.close();
   plain?.close();
-  mcp?.close();
-  await as?.stop();
+  await stopOAuthPeers(as, mcp);
   await gw?.stop(); // last: it fails the file if a tracked value is in the wrangler log
 });
 
-async function link(subject, upstream) {
-  const r = await gw.admin('POST', '/links', { subject, upstream });
-  assert.equal(r.status, 201, r.text);
-  return r.json.url;
-}
-
 test('a person fills in the form for a header upstream', async () => {
   const page = await browser.newPage();
-  await page.goto(await link('gus', 'tickets'));
+  await page.goto((await newLink(gw, 'gus', 'tickets')).url);
   assert.match(await page.textContent('main'), /connects the account of gus/);
   await page.getByLabel('Your Tickets API key').fill('typed-in-browser');
   await page.getByRole('button', { name: 'Connect' }).click();
@@ -65,7 +56,7 @@ test('a person connects an OAuth upstream: confirm, sign in at the server, back 
   const page = await browser.newPage();
   const blocked = [];
   page.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) blocked.push(m.text()); });
-  await page.goto(await link('hana', 'oauthy'));
+  await page.goto((await newLink(gw, 'hana', 'oauthy')).url);
   await page.getByRole('button', { name: 'Continue to sign in' }).click();
   await page.waitForURL((u) => u.href.startsWith(as.issuer), { timeout: 10_000 });
   await page.fill('input[name="login"]', 'hana');

@@ -1,8 +1,11 @@
-// End-to-end: per-user connect links for header upstreams (API.md §3). An end user opens the
-// link, types their own API key, and from then on their gateway key reaches the upstream with it.
+// End-to-end: per-user connect links for header upstreams (API.md §3), and where `{{user.X}}`
+// comes from (§2, §4). A `connection_required` answer carries a link; the end user opens it,
+// types their own API key into a safe, CSRF-protected form, and from then on their gateway key
+// reaches the upstream with it; links are single-use and expire; the admin API validates links
+// and forgets connections; an upstream 401 to typed values asks the user to connect again.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startGateway, sleep, whoamiVia } from './harness.mjs';
+import { startGateway, sleep, whoamiVia, initialize, mcpAnswer, newKey, putUpstream, newLink, openPage, submit } from './harness.mjs';
 import { startStreamable } from './peers/ts_servers.mjs';
 
 const GOOD = new Set(['user-key-gina-1', 'user-key-hal-2', 'user-key-gina-3']);
@@ -10,56 +13,19 @@ let gw;
 let upstream;
 const keys = {};
 
-const initialize = { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } };
-
-async function mcp(key) {
-  const r = await fetch(gw.base + '/mcp/tickets', {
-    method: 'POST',
-    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-    body: JSON.stringify(initialize),
-  });
-  const text = await r.text();
-  const json = r.headers.get('content-type')?.includes('json') ? JSON.parse(text) : null;
-  gw.trackLink(json?.error?.data?.connect_url);
-  return { status: r.status, text, json };
-}
-
-/** Opens a connect page like a browser: returns its status, HTML, CSRF field and cookie. */
-async function openPage(url) {
-  const r = await fetch(url);
-  const html = await r.text();
-  const csrf = html.match(/name="csrf" value="([^"]+)"/)?.[1];
-  const cookie = r.headers.get('set-cookie')?.split(';')[0];
-  return { status: r.status, html, csrf, cookie, headers: r.headers };
-}
-
-function submit(url, fields, cookie) {
-  gw.track(fields.api_key); // typed on the page: must stay out of the log
-  return fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', ...(cookie ? { cookie } : {}) },
-    body: new URLSearchParams(fields).toString(),
-    redirect: 'manual',
-  });
-}
-
-async function link(subject, extra = {}) {
-  const r = await gw.admin('POST', '/links', { subject, upstream: 'tickets', ...extra });
-  assert.equal(r.status, 201, r.text);
-  return r.json;
-}
+/** `initialize` on the header upstream, raw. */
+const mcp = (key) => mcpAnswer(gw, '/mcp/tickets', key, initialize());
 
 before(async () => {
   upstream = await startStreamable({ name: 'tickets', check: (h) => GOOD.has(h['x-api-key']) });
   gw = await startGateway();
-  const put = await gw.admin('PUT', '/upstreams/tickets', {
+  await putUpstream(gw, 'tickets', {
     url: upstream.url,
     headers: { 'X-API-KEY': '{{user.api_key}}' },
     user_fields: [{ name: 'api_key', label: 'Your Tickets API key' }],
   });
-  assert.equal(put.status, 200, put.text);
-  assert.equal((await gw.admin('PUT', '/upstreams/plain', { url: upstream.url })).status, 200);
-  for (const s of ['gina', 'hal', 'ivy']) keys[s] = (await gw.admin('POST', '/keys', { subject: s, upstreams: ['tickets'] })).json.key;
+  await putUpstream(gw, 'plain', { url: upstream.url });
+  for (const s of ['gina', 'hal', 'ivy']) keys[s] = (await newKey(gw, s, ['tickets'])).key;
   // Gina also has an operator-set value that no longer works: what she types must win.
   assert.equal((await gw.admin('PUT', '/subjects/gina/secrets/api_key', { value: 'stale-key' })).status, 204);
 });
@@ -88,19 +54,19 @@ test('connection_required carries a connect link; the page is a safe, plain form
   assert.ok(page.csrf && page.cookie);
 
   // Hal connects with his own key; his next request reaches the upstream with it.
-  const done = await submit(url, { csrf: page.csrf, api_key: 'user-key-hal-2' }, page.cookie);
+  const done = await submit(gw, url, { csrf: page.csrf, api_key: 'user-key-hal-2' }, page.cookie);
   assert.equal(done.status, 200);
   assert.match(await done.text(), /Your account for tickets is connected/);
   assert.equal((await whoamiVia(gw.base + '/mcp/tickets', keys.hal))['x-api-key'], 'user-key-hal-2');
 });
 
 test('CSRF: a submit without the cookie or with a wrong token is refused, and the link survives', async () => {
-  const { url } = await link('ivy');
+  const { url } = await newLink(gw, 'ivy', 'tickets');
   const page = await openPage(url);
-  const noCookie = await submit(url, { csrf: page.csrf, api_key: 'x' });
+  const noCookie = await submit(gw, url, { csrf: page.csrf, api_key: 'x' });
   assert.equal(noCookie.status, 403);
   await noCookie.text();
-  const wrong = await submit(url, { csrf: 'forged', api_key: 'x' }, page.cookie);
+  const wrong = await submit(gw, url, { csrf: 'forged', api_key: 'x' }, page.cookie);
   assert.equal(wrong.status, 403);
   await wrong.text();
   assert.equal((await openPage(url)).status, 200, 'the link is still usable');
@@ -108,15 +74,15 @@ test('CSRF: a submit without the cookie or with a wrong token is refused, and th
 
 test('values typed on the page beat operator-set ones; bad input re-asks without echoing secrets', async () => {
   assert.equal((await mcp(keys.gina)).status, 403, 'the operator-set value is stale');
-  const { url, expires_at } = await link('gina', { expires_in: 600 });
+  const { url, expires_at } = await newLink(gw, 'gina', 'tickets', { expires_in: 600 });
   assert.match(expires_at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
   const page = await openPage(url);
-  const bad = await submit(url, { csrf: page.csrf, api_key: 'has\nnewline' }, page.cookie);
+  const bad = await submit(gw, url, { csrf: page.csrf, api_key: 'has\nnewline' }, page.cookie);
   assert.equal(bad.status, 400);
   const badHtml = await bad.text();
   assert.match(badHtml, /printable ASCII/);
   assert.ok(!badHtml.includes('newline'), 'the typed secret is not echoed');
-  const ok = await submit(url, { csrf: page.csrf, api_key: 'user-key-gina-1' }, page.cookie);
+  const ok = await submit(gw, url, { csrf: page.csrf, api_key: 'user-key-gina-1' }, page.cookie);
   assert.equal(ok.status, 200);
   await ok.text();
   assert.equal((await whoamiVia(gw.base + '/mcp/tickets', keys.gina))['x-api-key'], 'user-key-gina-1');
@@ -126,22 +92,22 @@ test('values typed on the page beat operator-set ones; bad input re-asks without
 
   // Used up: a second visit or submit is 410.
   assert.equal((await openPage(url)).status, 410);
-  const again = await submit(url, { csrf: page.csrf, api_key: 'user-key-gina-3' }, page.cookie);
+  const again = await submit(gw, url, { csrf: page.csrf, api_key: 'user-key-gina-3' }, page.cookie);
   assert.equal(again.status, 410);
   await again.text();
 });
 
 test('a link completes once, even when submitted twice at the same moment', async () => {
-  const { url } = await link('ivy');
+  const { url } = await newLink(gw, 'ivy', 'tickets');
   const page = await openPage(url);
-  const answers = await Promise.all([0, 1, 2].map(() => submit(url, { csrf: page.csrf, api_key: 'user-key-gina-3' }, page.cookie)));
+  const answers = await Promise.all([0, 1, 2].map(() => submit(gw, url, { csrf: page.csrf, api_key: 'user-key-gina-3' }, page.cookie)));
   const statuses = answers.map((a) => a.status).sort();
   await Promise.all(answers.map((a) => a.text()));
   assert.deepEqual(statuses, [200, 410, 410]);
 });
 
 test('expired, unknown and malformed links', async () => {
-  const { url } = await link('ivy', { expires_in: 1 });
+  const { url } = await newLink(gw, 'ivy', 'tickets', { expires_in: 1 });
   await sleep(1200);
   assert.equal((await openPage(url)).status, 410);
   const forged = url.slice(0, -4) + 'AAAA';
@@ -180,7 +146,7 @@ test('an upstream 401 to typed values asks the user to reconnect, and the reconn
   assert.equal((await gw.admin('GET', '/connections?subject=ivy')).json.items[0].status, 'connection_required');
   const page = await openPage(refused.json.error.data.connect_url);
   GOOD.add('user-key-ivy-4');
-  const done = await submit(refused.json.error.data.connect_url, { csrf: page.csrf, api_key: 'user-key-ivy-4' }, page.cookie);
+  const done = await submit(gw, refused.json.error.data.connect_url, { csrf: page.csrf, api_key: 'user-key-ivy-4' }, page.cookie);
   assert.equal(done.status, 200);
   await done.text();
   assert.equal((await mcp(keys.ivy)).status, 200);

@@ -1,6 +1,6 @@
-// End-to-end: how the Worker behaves under the settings a deployment has (no .dev.vars
-// defaults): secrets refused without ENCRYPTION_KEY, private upstreams refused, and the loud
-// development key when DEV_MODE is on.
+// End-to-end: configuration (API.md §5) as a deployment has it (no .dev.vars defaults): secrets
+// refused without ENCRYPTION_KEY, private upstreams refused without ALLOW_PRIVATE_UPSTREAMS, the
+// loud development key when DEV_MODE is on, and the admin API disabled without ADMIN_TOKEN.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startGateway } from './harness.mjs';

@@ -1,19 +1,21 @@
-// End-to-end fault tests (issue 6, part 2): upstreams that drop a stream half-way, send a
-// malformed one, or fail with 5xx; `wrangler dev` stopped and started again (and killed) in the
-// middle of a flow; concurrent admin writes to one subject. The client always gets a
-// well-formed answer or a visibly broken stream (never a hang), and the stored state stays
-// whole. Real SDK servers where the SDK can show the fault (tests/e2e/peers/fault_servers.mjs),
-// raw node:http answers where it cannot.
+// End-to-end: the contract under faults. The MCP surface (API.md §1) when upstreams drop a
+// stream half-way, send a malformed one, or fail with 5xx: the client always gets a well-formed
+// answer or a visibly broken stream (never a hang), and no secret. Stored state (§4 writes, §3
+// connections and pending OAuth authorizations) when `wrangler dev` is stopped and started again
+// (and killed) in the middle of a flow, under concurrent admin writes to one subject, and across
+// an ENCRYPTION_KEY rotation (§5): every acknowledged write stays whole. Also the log scan every
+// gateway runs at stop(). Real SDK servers where the SDK can show the fault
+// (tests/e2e/peers/fault_servers.mjs), raw node:http answers where it cannot.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
-import { startGateway, sleep, freePort, whoamiVia, whoami, scanLog } from './harness.mjs';
+import {
+  startGateway, sleep, freePort, whoamiVia, legacyWhoamiVia, scanLog, sseData, callTool,
+  rawMcp, mcpAnswer, newKey, putUpstream, newLink, openPage, submit, startOAuthConnect, finishOAuthConnect,
+} from './harness.mjs';
 import { startStreamable } from './peers/ts_servers.mjs';
 import { startFaultyStreamable, startFaultyLegacy } from './peers/fault_servers.mjs';
-import { startAuthServer } from './peers/oauth_server.mjs';
-import { startProtectedMcp } from './peers/oauth_mcp_server.mjs';
+import { startOAuthPeers, stopOAuthPeers, oauthSecrets } from './peers/oauth_mcp_server.mjs';
 
 const rand = () => randomBytes(9).toString('base64url');
 const SECRETS = {
@@ -23,7 +25,6 @@ const SECRETS = {
   tomTyped: 'tom-typed-' + rand(),
 };
 const GOOD = new Set([SECRETS.rita, SECRETS.samTyped, SECRETS.tomTyped]);
-const ACCEPT = 'application/json, text/event-stream';
 const LIMIT_MS = 15_000; // "did not hang": far above anything here takes
 const UPSTREAM_TIMEOUT_MS = 2000;
 
@@ -36,16 +37,9 @@ const keys = {};
 const goodHeaders = (h) => h['x-tenant'] === SECRETS.tenant && GOOD.has(h['x-api-key']);
 const range = (n) => Array.from({ length: n }, (_, i) => i);
 
-function post(path, key, body, extra = {}) {
-  return fetch(gw.base + path, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', accept: ACCEPT, ...extra },
-    body: typeof body === 'string' ? body : JSON.stringify(body),
-    signal: AbortSignal.timeout(LIMIT_MS),
-  });
-}
-
-const callTool = (id, name, args = {}, meta) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: args, ...(meta ? { _meta: meta } : {}) } });
+/** Every request here is bounded: a hang fails its test instead of the suite. */
+const bounded = () => ({ signal: AbortSignal.timeout(LIMIT_MS) });
+const post = (path, key, body) => rawMcp(gw, path, key, body, {}, bounded());
 
 /** Reads what is left of a body, bounded: `{bytes, error, timedOut}`; never hangs the suite. */
 async function drain(reader, limitMs = LIMIT_MS) {
@@ -78,81 +72,27 @@ async function readUntil(reader, until, text = '') {
   return text;
 }
 
-/** The JSON `data` of each SSE event in `text`. */
-const sseData = (text) => text.split(/\r?\n\r?\n/)
-  .map((ev) => ev.split(/\r?\n/).filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trim()).join('\n'))
-  .filter(Boolean)
-  .map((d) => JSON.parse(d));
-
 /** A whoami over the legacy transport with the official SDK client. */
-async function legacyWhoami(id, key) {
-  const auth = { Authorization: `Bearer ${key}` };
-  const transport = new SSEClientTransport(new URL(`${gw.base}/sse/${id}`), {
-    requestInit: { headers: auth },
-    eventSourceInit: { fetch: (url, init) => fetch(url, { ...init, headers: { ...init?.headers, ...auth } }) },
-  });
-  const client = new Client({ name: 'faults-legacy', version: '1.0.0' });
-  await client.connect(transport);
-  try {
-    return await whoami(client);
-  } finally {
-    await client.close();
-  }
-}
+const legacyWhoami = (id, key) => legacyWhoamiVia(`${gw.base}/sse/${id}`, key);
 
 /** `tools/call whoami` on a stateless JSON upstream, raw: {status, seen (the upstream's headers)}. */
 async function rawWhoami(upstream, key) {
-  const r = await post(`/mcp/${upstream}`, key, callTool(1, 'whoami'));
-  const text = await r.text();
-  if (r.status !== 200) return { status: r.status, text };
-  return { status: r.status, seen: JSON.parse(JSON.parse(text).result.content[0].text) };
+  const r = await mcpAnswer(gw, `/mcp/${upstream}`, key, callTool(1, 'whoami'), {}, bounded());
+  if (r.status !== 200) return { status: r.status, text: r.text };
+  return { status: r.status, seen: JSON.parse(r.json.result.content[0].text) };
 }
 
-async function newKey(subject, upstreams, extra = {}) {
-  const r = await gw.admin('POST', '/keys', { subject, upstreams, ...extra });
-  assert.equal(r.status, 201, r.text);
-  return r.json;
-}
+/** The legacy event stream of `faulty-legacy`, opened raw with `key`. */
+const openLegacy = (key, init = bounded()) => fetch(gw.base + '/sse/faulty-legacy', { headers: { authorization: `Bearer ${key}` }, ...init });
 
-async function put(id, body) {
-  const r = await gw.admin('PUT', `/upstreams/${id}`, body);
-  assert.equal(r.status, 200, r.text);
-}
-
-/** Opens a connect page like a browser: status, HTML, CSRF field and cookie. */
-async function openPage(url) {
-  const r = await fetch(url);
-  const html = await r.text();
-  return { status: r.status, html, csrf: html.match(/name="csrf" value="([^"]+)"/)?.[1], cookie: r.headers.get('set-cookie')?.split(';')[0] };
-}
-
-function submit(url, fields, cookie) {
-  return fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', ...(cookie ? { cookie } : {}) },
-    body: new URLSearchParams(fields).toString(),
-    redirect: 'manual',
-  });
-}
-
-/** Opens an OAuth connect link and presses "Continue": the authorization URL and the browser binding. */
-async function startOAuthConnect(url) {
-  const page = await openPage(url);
-  assert.equal(page.status, 200, page.html);
-  const go = await submit(url, { csrf: page.csrf }, page.cookie);
-  assert.equal(go.status, 303, await go.text());
-  const binding = go.headers.get('set-cookie').split(';')[0];
-  const authorize = go.headers.get('location');
-  gw.track(new URL(authorize).searchParams.get('state'), binding.split('=')[1]);
-  return { authorize, binding };
-}
-
-/** The authorization server's redirect back, in the browser that started the flow. */
-async function finishOAuthConnect({ authorize, binding }, user) {
-  const callback = await as.completeLogin(authorize, { user });
-  gw.track(new URL(callback).searchParams.get('code'));
-  const done = await fetch(callback, { redirect: 'manual', headers: { cookie: binding } });
-  return { status: done.status, text: await done.text() };
+/** Waits (up to 5 s) for the legacy upstream's open streams to fall to `baseline`; returns the count. */
+async function streamsBackTo(baseline) {
+  let open = up.legacy.openStreams();
+  for (let i = 0; i < 50 && open > baseline; i++) {
+    await sleep(100);
+    open = up.legacy.openStreams();
+  }
+  return open;
 }
 
 before(async () => {
@@ -160,32 +100,26 @@ before(async () => {
   up.legacy = await startFaultyLegacy({ check: goodHeaders });
   up.tickets = await startStreamable({ name: 'tickets', stateless: true, json: true, check: goodHeaders });
   up.wide = await startStreamable({ name: 'wide', stateless: true, json: true, check: () => true });
-  as = await startAuthServer({ accessTokenTtl: 60 });
-  oauthMcp = await startProtectedMcp({ issuer: as.issuer, jwksUri: as.jwksUri });
-  as.setResource(oauthMcp.url);
+  ({ as, mcp: oauthMcp } = await startOAuthPeers({ accessTokenTtl: 60 }));
   gw = await startGateway({ UPSTREAM_TIMEOUT_MS: String(UPSTREAM_TIMEOUT_MS) });
   gw.track(Object.values(SECRETS));
 
   const headers = { 'X-API-KEY': '{{user.api_key}}', 'X-Tenant': '{{secret.tenant}}' };
   const userFields = [{ name: 'api_key', label: 'Your API key' }];
-  await put('faulty', { url: up.faulty.url, headers, user_fields: userFields });
-  await put('faulty-legacy', { url: up.legacy.url, transport: 'sse', headers });
-  await put('tickets', { url: up.tickets.url, headers, user_fields: userFields });
-  await put('oauthy', { url: oauthMcp.url, oauth: {} });
+  await putUpstream(gw, 'faulty', { url: up.faulty.url, headers, user_fields: userFields });
+  await putUpstream(gw, 'faulty-legacy', { url: up.legacy.url, transport: 'sse', headers });
+  await putUpstream(gw, 'tickets', { url: up.tickets.url, headers, user_fields: userFields });
+  await putUpstream(gw, 'oauthy', { url: oauthMcp.url, oauth: {} });
   assert.equal((await gw.admin('PUT', '/secrets/tenant', { value: SECRETS.tenant })).status, 204);
   assert.equal((await gw.admin('PUT', '/subjects/rita/secrets/api_key', { value: SECRETS.rita })).status, 204);
-  keys.rita = (await newKey('rita', ['faulty', 'faulty-legacy', 'tickets'])).key;
+  keys.rita = (await newKey(gw, 'rita', ['faulty', 'faulty-legacy', 'tickets'])).key;
 });
 
 after(async () => {
-  if (gw) {
-    // OAuth values the gateway held: they must not be in its log either.
-    gw.track(as.issuedSecrets());
-    gw.track(oauthMcp.requests.map((r) => r.headers.authorization?.replace(/^Bearer /, '')));
-  }
+  // OAuth values the gateway held: they must not be in its log either.
+  gw?.track(oauthSecrets(as, oauthMcp));
   for (const s of Object.values(up)) s.close();
-  oauthMcp?.close();
-  await as?.stop();
+  await stopOAuthPeers(as, oauthMcp);
   await gw?.stop(); // last: it fails the file if a tracked value is in the wrangler log
 });
 
@@ -219,7 +153,7 @@ test('Streamable HTTP: the upstream drops mid-SSE: the client gets the events se
 });
 
 test('legacy HTTP+SSE: the upstream drops the stream after the endpoint and a message: the client gets them, then a broken stream; a new stream works', async () => {
-  const stream = await fetch(gw.base + '/sse/faulty-legacy', { headers: { authorization: `Bearer ${keys.rita}` }, signal: AbortSignal.timeout(LIMIT_MS) });
+  const stream = await openLegacy(keys.rita);
   assert.equal(stream.status, 200);
   const reader = stream.body.getReader();
   let text = await readUntil(reader, '\n\n');
@@ -283,7 +217,7 @@ test('legacy HTTP+SSE: a bad endpoint event is a 502 with the reason, a stalled 
   ];
   for (const [what, body, reason] of cases) {
     up.legacy.setFault({ headers: sse, body, hold: !what.includes('ends') });
-    const r = await fetch(gw.base + '/sse/faulty-legacy', { headers: { authorization: `Bearer ${keys.rita}` }, signal: AbortSignal.timeout(LIMIT_MS) });
+    const r = await openLegacy(keys.rita);
     const text = await r.text();
     assert.equal(r.status, 502, `${what}: ${r.status} ${text.slice(0, 200)}`);
     assert.match(r.headers.get('content-type'), /^application\/json/);
@@ -296,7 +230,7 @@ test('legacy HTTP+SSE: a bad endpoint event is a 502 with the reason, a stalled 
   // Headers, then nothing: the gateway does not wait forever for the endpoint.
   up.legacy.setFault({ headers: sse, body: ': keep-alive\n\n', hold: true });
   const started = Date.now();
-  const stalled = await fetch(gw.base + '/sse/faulty-legacy', { headers: { authorization: `Bearer ${keys.rita}` }, signal: AbortSignal.timeout(LIMIT_MS) });
+  const stalled = await openLegacy(keys.rita);
   assert.equal(stalled.status, 504);
   assert.equal((await stalled.json()).error.data.reason, 'upstream_timeout');
   assert.ok(Date.now() - started < LIMIT_MS);
@@ -305,7 +239,7 @@ test('legacy HTTP+SSE: a bad endpoint event is a 502 with the reason, a stalled 
   const junk = Buffer.from([0x3a, 0xff, 0xfe, 0x0a, 0x64, 0x61, 0x74, 0x61, 0x3a, 0x80, 0x0a, 0x0a]);
   up.legacy.setFault({ headers: sse, body: Buffer.concat([junk, Buffer.from('event: endpoint\ndata: /messages?sessionId=1\n\n')]), hold: true, keepAlive: 200 });
   const ctl = new AbortController();
-  const ok = await fetch(gw.base + '/sse/faulty-legacy', { headers: { authorization: `Bearer ${keys.rita}` }, signal: ctl.signal });
+  const ok = await openLegacy(keys.rita, { signal: ctl.signal });
   assert.equal(ok.status, 200);
   const reader = ok.body.getReader();
   let head = Buffer.alloc(0);
@@ -320,11 +254,7 @@ test('legacy HTTP+SSE: a bad endpoint event is a 502 with the reason, a stalled 
 
   // The streams the gateway refused are closed upstream too, and so is the one the client left
   // (the runtime notices a client has gone at the next write: here, the next keep-alive).
-  let open = up.legacy.openStreams();
-  for (let i = 0; i < 50 && open > baseline; i++) {
-    await sleep(100);
-    open = up.legacy.openStreams();
-  }
+  const open = await streamsBackTo(baseline);
   assert.ok(open <= baseline, `${open - baseline} upstream streams left open`);
   up.legacy.setFault(null);
   assert.equal((await legacyWhoami('faulty-legacy', keys.rita))['x-api-key'], SECRETS.rita);
@@ -332,8 +262,8 @@ test('legacy HTTP+SSE: a bad endpoint event is a 502 with the reason, a stalled 
 
 test('a client that goes away mid-stream: the upstream stream is closed too, at its next keep-alive', async () => {
   // The same raw stream behind both routes: /mcp/ relays it untouched, /sse/ rewrites it.
-  await put('faulty-raw', { url: up.legacy.url, headers: { 'X-API-KEY': '{{user.api_key}}', 'X-Tenant': '{{secret.tenant}}' } });
-  const key = (await newKey('rita', ['faulty-raw', 'faulty-legacy'])).key;
+  await putUpstream(gw, 'faulty-raw', { url: up.legacy.url, headers: { 'X-API-KEY': '{{user.api_key}}', 'X-Tenant': '{{secret.tenant}}' } });
+  const key = (await newKey(gw, 'rita', ['faulty-raw', 'faulty-legacy'])).key;
   up.legacy.setFault({ headers: { 'content-type': 'text/event-stream' }, body: 'event: endpoint\ndata: /messages?sessionId=1\n\n', hold: true, keepAlive: 200 });
   for (const path of ['/mcp/faulty-raw', '/sse/faulty-legacy']) {
     const baseline = up.legacy.openStreams(); // see the test above
@@ -343,11 +273,7 @@ test('a client that goes away mid-stream: the upstream stream is closed too, at 
     await r.body.getReader().read();
     assert.equal(up.legacy.openStreams(), baseline + 1, path);
     ctl.abort();
-    let open = baseline + 1;
-    for (let i = 0; i < 50 && open > baseline; i++) {
-      await sleep(100);
-      open = up.legacy.openStreams();
-    }
+    const open = await streamsBackTo(baseline);
     assert.ok(open <= baseline, `${path}: the upstream stream was closed after the client left`);
   }
   up.legacy.setFault(null);
@@ -374,7 +300,7 @@ test('upstream 5xx: status and body relayed, no secret added, upstream cookies d
   }
   // The legacy stream's 5xx is relayed the same way.
   up.legacy.setFault({ status: 503, headers: { 'content-type': 'text/plain' }, body: 'maintenance' });
-  const legacy = await fetch(gw.base + '/sse/faulty-legacy', { headers: { authorization: `Bearer ${keys.rita}` } });
+  const legacy = await openLegacy(keys.rita);
   assert.equal(legacy.status, 503);
   assert.equal(await legacy.text(), 'maintenance');
   up.legacy.setFault(null);
@@ -383,7 +309,7 @@ test('upstream 5xx: status and body relayed, no secret added, upstream cookies d
   // a real answer to its values says they work again.
   up.faulty.setFault(null);
   assert.equal((await gw.admin('PUT', '/subjects/zed/secrets/api_key', { value: 'zed-stale-' + rand() })).status, 204);
-  const zed = (await newKey('zed', ['faulty'])).key;
+  const zed = (await newKey(gw, 'zed', ['faulty'])).key;
   const refused = await post('/mcp/faulty', zed, { jsonrpc: '2.0', id: 1, method: 'tools/list' });
   assert.equal(refused.status, 403);
   gw.trackLink((await refused.json()).error.data.connect_url);
@@ -401,26 +327,26 @@ test('wrangler dev restarted mid-flow: keys, secrets, connections, links and a p
   // Before: a connection made on a connect page (sam), a link not yet used (tom), an OAuth
   // connection (vic), an OAuth authorization half-way (uma: at the authorization server), a
   // revoked key, and a legacy stream open through the gateway.
-  for (const s of ['sam', 'tom']) keys[s] = (await newKey(s, ['tickets'])).key;
-  for (const s of ['uma', 'vic']) keys[s] = (await newKey(s, ['oauthy'])).key;
-  const samLink = (await gw.admin('POST', '/links', { subject: 'sam', upstream: 'tickets' })).json.url;
+  for (const s of ['sam', 'tom']) keys[s] = (await newKey(gw, s, ['tickets'])).key;
+  for (const s of ['uma', 'vic']) keys[s] = (await newKey(gw, s, ['oauthy'])).key;
+  const samLink = (await newLink(gw, 'sam', 'tickets')).url;
   const samPage = await openPage(samLink);
-  const samDone = await submit(samLink, { csrf: samPage.csrf, api_key: SECRETS.samTyped }, samPage.cookie);
+  const samDone = await submit(gw, samLink, { csrf: samPage.csrf, api_key: SECRETS.samTyped }, samPage.cookie);
   assert.equal(samDone.status, 200);
   await samDone.text();
-  const tomLink = (await gw.admin('POST', '/links', { subject: 'tom', upstream: 'tickets' })).json.url;
-  const vicLink = (await gw.admin('POST', '/links', { subject: 'vic', upstream: 'oauthy' })).json.url;
-  const vic = await finishOAuthConnect(await startOAuthConnect(vicLink), 'vic');
+  const tomLink = (await newLink(gw, 'tom', 'tickets')).url;
+  const vicLink = (await newLink(gw, 'vic', 'oauthy')).url;
+  const vic = await finishOAuthConnect(gw, as, await startOAuthConnect(gw, vicLink), 'vic');
   assert.equal(vic.status, 200, vic.text);
-  const umaLink = (await gw.admin('POST', '/links', { subject: 'uma', upstream: 'oauthy' })).json.url;
-  const umaPending = await startOAuthConnect(umaLink);
-  const revoked = await newKey('rita', ['tickets']);
+  const umaLink = (await newLink(gw, 'uma', 'oauthy')).url;
+  const umaPending = await startOAuthConnect(gw, umaLink);
+  const revoked = await newKey(gw, 'rita', ['tickets']);
   assert.equal((await gw.admin('DELETE', `/keys/${revoked.id}`)).status, 204);
   const ritaKeys = (await gw.admin('GET', '/keys?subject=rita')).json.items.map((k) => k.id).sort();
   assert.equal((await rawWhoami('tickets', keys.sam)).seen['x-api-key'], SECRETS.samTyped);
 
   const ctl = new AbortController();
-  const stream = await fetch(gw.base + '/sse/faulty-legacy', { headers: { authorization: `Bearer ${keys.rita}` }, signal: ctl.signal });
+  const stream = await openLegacy(keys.rita, { signal: ctl.signal });
   assert.equal(stream.status, 200);
   const reader = stream.body.getReader();
   assert.match(await readUntil(reader, '\n\n'), /event: endpoint/);
@@ -444,13 +370,13 @@ test('wrangler dev restarted mid-flow: keys, secrets, connections, links and a p
   assert.equal((await openPage(samLink)).status, 410);
   const tomPage = await openPage(tomLink);
   assert.equal(tomPage.status, 200);
-  const tomDone = await submit(tomLink, { csrf: tomPage.csrf, api_key: SECRETS.tomTyped }, tomPage.cookie);
+  const tomDone = await submit(gw, tomLink, { csrf: tomPage.csrf, api_key: SECRETS.tomTyped }, tomPage.cookie);
   assert.equal(tomDone.status, 200);
   await tomDone.text();
   assert.equal((await rawWhoami('tickets', keys.tom)).seen['x-api-key'], SECRETS.tomTyped);
   // OAuth: the stored connection works, and the authorization begun before the restart ends well.
   assert.equal((await whoamiVia(gw.base + '/mcp/oauthy', keys.vic)).sub, 'vic');
-  const uma = await finishOAuthConnect(umaPending, 'uma');
+  const uma = await finishOAuthConnect(gw, as, umaPending, 'uma');
   assert.equal(uma.status, 200, uma.text);
   assert.equal((await whoamiVia(gw.base + '/mcp/oauthy', keys.uma)).sub, 'uma');
   for (const [subject, upstream] of [['sam', 'tickets'], ['tom', 'tickets'], ['vic', 'oauthy'], ['uma', 'oauthy']]) {
@@ -505,7 +431,7 @@ test('wrangler dev killed (SIGKILL) during concurrent writes: every acknowledged
 test('concurrent admin writes to one subject: 20 secrets, 20 keys and 10 links at once, all visible and consistent', async () => {
   const subject = 'conc@example.com';
   const values = range(20).map((i) => `conc-${i}-${rand()}`);
-  await put('wide', {
+  await putUpstream(gw, 'wide', {
     url: up.wide.url,
     headers: Object.fromEntries(range(20).map((i) => [`X-S${i}`, `{{user.s${i}}}`])),
     user_fields: [{ name: 's0', label: 'S0' }],
@@ -558,7 +484,7 @@ test('parallel PUTs of one upstream, and of one subject secret, end with one who
   assert.equal(stored.user_fields[0].label, `Field ${i}`);
   assert.equal((await gw.admin('GET', '/upstreams')).json.items.filter((u) => u.id === 'race').length, 1);
 
-  const key = (await newKey('racer', ['race'])).key;
+  const key = (await newKey(gw, 'racer', ['race'])).key;
   const r = await rawWhoami('race', key);
   assert.equal(r.status, 200, r.text);
   assert.equal(r.seen['x-version'], `v${i}`);
@@ -574,7 +500,7 @@ test('ENCRYPTION_KEY rotation: "B,A" opens what A sealed and re-seals it under B
   for (const v of Object.values(typed)) GOOD.add(v);
   gw.track(Object.values(typed));
   const subjects = ['rot-named', 'rot-lazy', 'rot-idle', 'rot-oauth', 'rot-pending'];
-  for (const s of subjects) keys[s] = (await newKey(s, s.includes('oauth') || s.includes('pending') ? ['oauthy'] : ['tickets'])).key;
+  for (const s of subjects) keys[s] = (await newKey(gw, s, s.includes('oauth') || s.includes('pending') ? ['oauthy'] : ['tickets'])).key;
 
   // Under A: subject secrets set by the admin API (named, idle), a value typed on a connect page
   // (lazy), an OAuth connection (oauth), an OAuth authorization half-way (pending), an operator
@@ -582,15 +508,15 @@ test('ENCRYPTION_KEY rotation: "B,A" opens what A sealed and re-seals it under B
   for (const s of ['named', 'idle']) {
     assert.equal((await gw.admin('PUT', `/subjects/rot-${s}/secrets/api_key`, { value: typed[s] })).status, 204);
   }
-  const lazyLink = (await gw.admin('POST', '/links', { subject: 'rot-lazy', upstream: 'tickets' })).json.url;
+  const lazyLink = (await newLink(gw, 'rot-lazy', 'tickets')).url;
   const lazyPage = await openPage(lazyLink);
-  const lazyDone = await submit(lazyLink, { csrf: lazyPage.csrf, api_key: typed.lazy }, lazyPage.cookie);
+  const lazyDone = await submit(gw, lazyLink, { csrf: lazyPage.csrf, api_key: typed.lazy }, lazyPage.cookie);
   assert.equal(lazyDone.status, 200, await lazyDone.text());
-  const oauthLink = (await gw.admin('POST', '/links', { subject: 'rot-oauth', upstream: 'oauthy' })).json.url;
-  assert.equal((await finishOAuthConnect(await startOAuthConnect(oauthLink), 'rot-oauth')).status, 200);
-  const pendingLink = (await gw.admin('POST', '/links', { subject: 'rot-pending', upstream: 'oauthy' })).json.url;
-  const pending = await startOAuthConnect(pendingLink);
-  await put('rot-client', { url: oauthMcp.url, oauth: { client_id: 'rot-client', client_secret: 'rot-client-secret-' + rand() } });
+  const oauthLink = (await newLink(gw, 'rot-oauth', 'oauthy')).url;
+  assert.equal((await finishOAuthConnect(gw, as, await startOAuthConnect(gw, oauthLink), 'rot-oauth')).status, 200);
+  const pendingLink = (await newLink(gw, 'rot-pending', 'oauthy')).url;
+  const pending = await startOAuthConnect(gw, pendingLink);
+  await putUpstream(gw, 'rot-client', { url: oauthMcp.url, oauth: { client_id: 'rot-client', client_secret: 'rot-client-secret-' + rand() } });
   for (const s of ['named', 'lazy', 'idle']) assert.equal((await rawWhoami('tickets', keys[`rot-${s}`])).seen['x-api-key'], typed[s]);
 
   // "B,A": everything still opens. rot-lazy's store re-seals itself on this first use.
@@ -625,7 +551,7 @@ test('ENCRYPTION_KEY rotation: "B,A" opens what A sealed and re-seals it under B
     assert.equal(r.seen['x-tenant'], SECRETS.tenant);
   }
   assert.equal((await whoamiVia(gw.base + '/mcp/oauthy', keys['rot-oauth'])).sub, 'rot-oauth');
-  const finished = await finishOAuthConnect(pending, 'rot-pending');
+  const finished = await finishOAuthConnect(gw, as, pending, 'rot-pending');
   assert.equal(finished.status, 200, finished.text);
   assert.equal((await whoamiVia(gw.base + '/mcp/oauthy', keys['rot-pending'])).sub, 'rot-pending');
   const idle = await rawWhoami('tickets', keys['rot-idle']);

@@ -1,6 +1,8 @@
 // Test harness: starts the built Worker under `wrangler dev` on a free loopback port with
-// throw-away state, and talks to its admin API. Everything listens on 127.0.0.1 only.
+// throw-away state, and talks to its admin API. Everything listens on 127.0.0.1 only. Below
+// startGateway: the helpers every test file shares, each taking the gateway it talks to first.
 import { spawn } from 'node:child_process';
+import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, createWriteStream, readFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -8,6 +10,10 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
+import { sleep } from './peers/http_util.mjs';
+
+export { sleep };
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 
@@ -22,8 +28,6 @@ export function freePort() {
     });
   });
 }
-
-export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Values shorter than this are not searched for in logs: they would match ordinary text. */
 const MIN_TRACKED = 8;
@@ -192,18 +196,146 @@ export async function startGateway(vars = {}) {
   };
 }
 
+/** The JSON `data` of each event in an SSE text. */
+export const sseData = (text) => text
+  .split(/\r?\n\r?\n/)
+  .map((ev) => ev.split(/\r?\n/).filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trim()).join('\n'))
+  .filter(Boolean)
+  .map((d) => JSON.parse(d));
+
 /** Reads a Streamable HTTP answer (JSON or SSE) and returns the JSON-RPC messages in it. */
 export async function rpcMessages(response) {
   const type = response.headers.get('content-type') || '';
   const text = await response.text();
-  if (type.startsWith('text/event-stream')) {
-    return text
-      .split(/\r?\n\r?\n/)
-      .map((ev) => ev.split(/\r?\n/).filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trim()).join('\n'))
-      .filter(Boolean)
-      .map((d) => JSON.parse(d));
-  }
+  if (type.startsWith('text/event-stream')) return sseData(text);
   return text ? [JSON.parse(text)] : [];
+}
+
+// ---- MCP requests, raw: what a client without an SDK sends.
+
+/** The Accept header a Streamable HTTP client sends. */
+export const ACCEPT = 'application/json, text/event-stream';
+
+export const initialize = (id = 1) => ({
+  jsonrpc: '2.0', id, method: 'initialize',
+  params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
+});
+
+export const callTool = (id, name, args = {}, meta) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: args, ...(meta ? { _meta: meta } : {}) } });
+
+/**
+ * POSTs a JSON-RPC body (an object, or a string sent as it is) to the gateway's `path` with
+ * `Authorization: Bearer <key>` (none when `key` is null), the content type and Accept of a
+ * Streamable HTTP client; `extraHeaders` add to or replace those; `init` adds fetch options
+ * (e.g. a `signal`). Resolves with the fetch Response, unread.
+ */
+export function rawMcp(gw, path, key, body, extraHeaders = {}, init = {}) {
+  return fetch(gw.base + path, {
+    method: 'POST',
+    headers: {
+      ...(key ? { authorization: `Bearer ${key}` } : {}),
+      'content-type': 'application/json',
+      accept: ACCEPT,
+      ...extraHeaders,
+    },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+    ...init,
+  });
+}
+
+/**
+ * rawMcp, read: `{status, headers, text, json}`, where `json` is the JSON answer or the first
+ * message of an SSE answer (null for any other or an empty body). A `connect_url` in it is tracked
+ * as a link.
+ */
+export async function mcpAnswer(gw, path, key, body, extraHeaders = {}, init = {}) {
+  const r = await rawMcp(gw, path, key, body, extraHeaders, init);
+  const text = await r.text();
+  const type = r.headers.get('content-type') || '';
+  let json = null;
+  if (type.startsWith('text/event-stream')) json = sseData(text)[0] ?? null;
+  else if (type.includes('json') && text) json = JSON.parse(text);
+  gw.trackLink(json?.error?.data?.connect_url);
+  return { status: r.status, headers: r.headers, text, json };
+}
+
+// ---- Admin API writes that set a test up: each asserts its documented success status.
+
+/** POST /keys: `{id, key, subject, upstreams, expires_at}`. */
+export async function newKey(gw, subject, upstreams, extra = {}) {
+  const r = await gw.admin('POST', '/keys', { subject, upstreams, ...extra });
+  assert.equal(r.status, 201, r.text);
+  return r.json;
+}
+
+/** PUT /upstreams/{id}: the admin answer. */
+export async function putUpstream(gw, id, body) {
+  const r = await gw.admin('PUT', `/upstreams/${id}`, body);
+  assert.equal(r.status, 200, r.text);
+  return r;
+}
+
+/** POST /links: `{url, expires_at}`. */
+export async function newLink(gw, subject, upstream, extra = {}) {
+  const r = await gw.admin('POST', '/links', { subject, upstream, ...extra });
+  assert.equal(r.status, 201, r.text);
+  return r.json;
+}
+
+// ---- Connect pages (API.md §3), as a browser uses them.
+
+/** Opens a connect page like a browser: returns its status, HTML, CSRF field, cookie and headers. */
+export async function openPage(url) {
+  const r = await fetch(url);
+  const html = await r.text();
+  const csrf = html.match(/name="csrf" value="([^"]+)"/)?.[1];
+  const cookie = r.headers.get('set-cookie')?.split(';')[0];
+  return { status: r.status, html, csrf, cookie, headers: r.headers };
+}
+
+/** Submits a connect page's form; a typed `api_key` is tracked: it must stay out of the log. */
+export function submit(gw, url, fields, cookie) {
+  gw.track(fields.api_key);
+  return fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', ...(cookie ? { cookie } : {}) },
+    body: new URLSearchParams(fields).toString(),
+    redirect: 'manual',
+  });
+}
+
+/**
+ * Opens an OAuth upstream's connect link and presses "Continue", like a browser: returns the
+ * authorization URL and the cookie that binds the callback to this browser.
+ */
+export async function startOAuthConnect(gw, url) {
+  const page = await openPage(url);
+  assert.equal(page.status, 200, page.html);
+  assert.match(page.html, /Continue to sign in/);
+  // Browsers apply form-action to the redirect that answers the form: it must allow the AS.
+  assert.match(page.headers.get('content-security-policy'), /form-action 'self' https: http:/);
+  assert.ok(page.csrf && page.cookie, 'the page has a CSRF field and sets its cookie');
+  const go = await submit(gw, url, { csrf: page.csrf }, page.cookie);
+  assert.equal(go.status, 303, await go.text());
+  const binding = go.headers.get('set-cookie').split(';')[0];
+  assert.match(go.headers.get('set-cookie'), /HttpOnly; SameSite=Lax/);
+  const authorize = go.headers.get('location');
+  gw.track(new URL(authorize).searchParams.get('state'), binding.split('=')[1]);
+  return { authorize, binding };
+}
+
+/** Comes back to the gateway's callback in the browser that started the flow (its `binding` cookie). */
+export const oauthCallback = (callback, binding) => fetch(callback, { redirect: 'manual', headers: { cookie: binding } });
+
+/**
+ * The rest of the flow startOAuthConnect began: `user` signs in at the authorization server `as`
+ * (or denies), and the browser comes back to the callback. Returns `{status, text, callback}`.
+ */
+export async function finishOAuthConnect(gw, as, { authorize, binding }, user, { deny = false } = {}) {
+  const callback = await as.completeLogin(authorize, { user, deny });
+  gw.track(new URL(callback).searchParams.get('code'));
+  const done = await oauthCallback(callback, binding);
+  return { status: done.status, text: await done.text(), callback };
 }
 
 /** The Python interpreter of the venv scripts/setup.sh made for the Python MCP peers. */
@@ -253,18 +385,34 @@ export async function sdkClient(url, key) {
   return client;
 }
 
+/** The same over the legacy HTTP+SSE transport (`url` is the gateway's /sse/{upstream}). */
+export async function sdkLegacyClient(url, key) {
+  const auth = { Authorization: `Bearer ${key}` };
+  const transport = new SSEClientTransport(new URL(url), {
+    requestInit: { headers: auth },
+    eventSourceInit: { fetch: (u, init) => fetch(u, { ...init, headers: { ...init?.headers, ...auth } }) },
+  });
+  const client = new Client({ name: 'e2e-legacy', version: '1.0.0' });
+  await client.connect(transport);
+  return client;
+}
+
 /** Calls the `whoami` tool every test server has; returns its JSON. */
 export async function whoami(client) {
   const result = await client.callTool({ name: 'whoami', arguments: {} });
   return JSON.parse(result.content[0].text);
 }
 
-/** Connects, calls `whoami` once, disconnects. */
-export async function whoamiVia(url, key) {
-  const client = await sdkClient(url, key);
+async function whoamiOnce(client) {
   try {
     return await whoami(client);
   } finally {
     await client.close();
   }
 }
+
+/** Connects, calls `whoami` once, disconnects. */
+export const whoamiVia = async (url, key) => whoamiOnce(await sdkClient(url, key));
+
+/** The same over the legacy HTTP+SSE transport. */
+export const legacyWhoamiVia = async (url, key) => whoamiOnce(await sdkLegacyClient(url, key));

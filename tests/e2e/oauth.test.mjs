@@ -1,13 +1,19 @@
-// End-to-end: OAuth upstreams (API.md §3, issue #4). A real authorization server (oidc-provider:
-// dynamic registration, PKCE, resource indicators, short-lived JWT access tokens, refresh-token
-// rotation, revocation) and a real MCP server that verifies its tokens; the gateway discovers
-// the server, sends the user there, finishes the callback, refreshes, and revokes.
+// End-to-end: OAuth upstreams. The connect flow and callback of API.md §3 (discovery,
+// registration, PKCE, resource, state bound to the browser; replayed, forged, mixed-up and denied
+// callbacks; disconnect revokes), the tokens behind `{{oauth.access_token}}` (§2: refreshed
+// transparently, once for many concurrent requests, once more on an upstream 401), and the
+// error-table row for a failing authorization server (§1: 503 with Retry-After, nothing lost).
+// A real authorization server (oidc-provider: dynamic registration, PKCE, resource indicators,
+// short-lived JWT access tokens, refresh-token rotation, revocation) and a real MCP server that
+// verifies its tokens.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { startGateway, sleep, whoamiVia } from './harness.mjs';
-import { startAuthServer } from './peers/oauth_server.mjs';
-import { startProtectedMcp } from './peers/oauth_mcp_server.mjs';
+import {
+  startGateway, sleep, whoamiVia, callTool, rawMcp, mcpAnswer, newKey, putUpstream, newLink,
+  startOAuthConnect, finishOAuthConnect, oauthCallback,
+} from './harness.mjs';
+import { startOAuthPeers, stopOAuthPeers, oauthSecrets } from './peers/oauth_mcp_server.mjs';
 
 const TTL = 4; // access token lifetime, seconds
 let as;
@@ -15,58 +21,26 @@ let mcp;
 let gw;
 const keys = {};
 
-async function rawCall(key, id = 1) {
-  const r = await fetch(gw.base + '/mcp/tickets', {
-    method: 'POST',
-    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-    body: JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'whoami', arguments: {} } }),
-  });
-  const text = await r.text();
-  let json = null;
-  try {
-    json = JSON.parse(r.headers.get('content-type')?.includes('event-stream') ? text.match(/data: (.*)/)[1] : text);
-  } catch { /* not JSON */ }
-  gw.trackLink(json?.error?.data?.connect_url);
-  return { status: r.status, json, headers: r.headers };
-}
+/** `tools/call whoami` on the OAuth upstream, raw. */
+const rawCall = (key, id = 1) => mcpAnswer(gw, '/mcp/tickets', key, callTool(id, 'whoami'));
 
-/**
- * Opens a connect link and presses "Continue", like a browser: returns the authorization URL and
- * the cookie that binds the callback to this browser.
- */
-async function startConnect(url) {
-  const page = await fetch(url);
-  const html = await page.text();
-  assert.equal(page.status, 200, html);
-  assert.match(html, /Continue to sign in/);
-  // Browsers apply form-action to the redirect that answers the form: it must allow the AS.
-  assert.match(page.headers.get('content-security-policy'), /form-action 'self' https: http:/);
-  const csrf = html.match(/name="csrf" value="([^"]+)"/)[1];
-  const cookie = page.headers.get('set-cookie').split(';')[0];
-  const go = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie },
-    body: new URLSearchParams({ csrf }).toString(),
-    redirect: 'manual',
-  });
-  assert.equal(go.status, 303, await go.text());
-  const binding = go.headers.get('set-cookie').split(';')[0];
-  assert.match(go.headers.get('set-cookie'), /HttpOnly; SameSite=Lax/);
-  gw.track(new URL(go.headers.get('location')).searchParams.get('state'), binding.split('=')[1]);
-  return { authorize: go.headers.get('location'), binding };
+/** Calls until the answer is 200 again (up to 40 tries, 250 ms apart); returns the last status. */
+async function untilOk(key) {
+  let status = 0;
+  for (let i = 0; i < 40 && status !== 200; i++) {
+    status = (await rawCall(key)).status;
+    if (status !== 200) await sleep(250);
+  }
+  return status;
 }
-
-/** Comes back to the gateway's callback in the browser that started the flow. */
-const back = (callback, binding) => fetch(callback, { redirect: 'manual', headers: { cookie: binding } });
 
 /** The whole connect flow for a subject, from the connect_url its first request got. */
 async function connect(subject, { deny = false } = {}) {
   const first = await rawCall(keys[subject]);
   assert.equal(first.status, 403);
-  const { authorize, binding } = await startConnect(first.json.error.data.connect_url);
-  const callback = await as.completeLogin(authorize, { user: subject, deny });
-  const done = await back(callback, binding);
-  return { status: done.status, text: await done.text(), callback, authorize, binding };
+  const started = await startOAuthConnect(gw, first.json.error.data.connect_url);
+  const done = await finishOAuthConnect(gw, as, started, subject, { deny });
+  return { ...done, ...started };
 }
 
 function killGrants(subject) {
@@ -75,22 +49,16 @@ function killGrants(subject) {
 }
 
 before(async () => {
-  as = await startAuthServer({ accessTokenTtl: TTL });
-  mcp = await startProtectedMcp({ issuer: as.issuer, jwksUri: as.jwksUri });
-  as.setResource(mcp.url);
+  ({ as, mcp } = await startOAuthPeers({ accessTokenTtl: TTL }));
   gw = await startGateway();
-  const put = await gw.admin('PUT', '/upstreams/tickets', { url: mcp.url, oauth: {} });
-  assert.equal(put.status, 200, put.text);
-  for (const s of ['alice', 'bob', 'carol', 'dave', 'erin']) {
-    keys[s] = (await gw.admin('POST', '/keys', { subject: s, upstreams: ['tickets'] })).json.key;
-  }
+  await putUpstream(gw, 'tickets', { url: mcp.url, oauth: {} });
+  for (const s of ['alice', 'bob', 'carol', 'dave', 'erin']) keys[s] = (await newKey(gw, s, ['tickets'])).key;
 });
 
 after(async () => {
   // Codes, tokens and client secrets the gateway held must not be in its log either.
-  gw?.track(as?.issuedSecrets() ?? [], (mcp?.requests ?? []).map((r) => r.headers.authorization?.replace(/^Bearer /, '')));
-  mcp?.close();
-  await as?.stop();
+  gw?.track(oauthSecrets(as, mcp));
+  await stopOAuthPeers(as, mcp);
   await gw?.stop(); // last: it fails the file if a tracked value is in the wrangler log
 });
 
@@ -150,12 +118,7 @@ test('authorization server down: 503 with Retry-After, nothing lost, works again
   as.setDown(false);
   // The gateway waits a few seconds before trying a failed server again (no request queue
   // behind a dead server); then it works, with the same connection.
-  let status = 0;
-  for (let i = 0; i < 40 && status !== 200; i++) {
-    status = (await rawCall(keys.alice)).status;
-    if (status !== 200) await sleep(250);
-  }
-  assert.equal(status, 200);
+  assert.equal(await untilOk(keys.alice), 200);
 });
 
 test('authorization server slow during refresh: a slow answer is waited for once; none at all is a 503, nothing lost', async () => {
@@ -180,12 +143,7 @@ test('authorization server slow during refresh: a slow answer is waited for once
   assert.equal(hung.json.error.data.reason, 'authorization_server_unavailable');
   assert.ok(waited < 30_000, `answered after ${waited} ms`);
   assert.equal((await gw.admin('GET', '/connections?subject=alice')).json.items[0].status, 'connected');
-  let status = 0;
-  for (let i = 0; i < 40 && status !== 200; i++) {
-    status = (await rawCall(keys.alice)).status;
-    if (status !== 200) await sleep(250);
-  }
-  assert.equal(status, 200, 'the same connection works once the server answers again');
+  assert.equal(await untilOk(keys.alice), 200, 'the same connection works once the server answers again');
 });
 
 test('invalid_grant: the user is asked to connect again, with a link', async () => {
@@ -206,27 +164,27 @@ test('callbacks: replayed, forged and wrong-issuer responses are refused; denial
   // Replay of a callback that already completed.
   const first = await connect('carol');
   assert.equal(first.status, 200);
-  const replay = await back(first.callback, first.binding);
+  const replay = await oauthCallback(first.callback, first.binding);
   assert.equal(replay.status, 400);
   await replay.text();
   // A state this gateway never issued.
   const forged = new URL(first.callback);
   forged.searchParams.set('state', 'mabs_' + randomBytes(32).toString('hex') + '_' + randomBytes(32).toString('base64url'));
-  const f = await back(forged, first.binding);
+  const f = await oauthCallback(forged, first.binding);
   assert.equal(f.status, 400);
   await f.text();
   // The right state, but an issuer that is not the server's (RFC 9207 mix-up).
-  const links = await gw.admin('POST', '/links', { subject: 'dave', upstream: 'tickets' });
-  const started = await startConnect(links.json.url);
+  const link = (await newLink(gw, 'dave', 'tickets')).url;
+  const started = await startOAuthConnect(gw, link);
   const callback = new URL(await as.completeLogin(started.authorize, { user: 'dave' }));
   callback.searchParams.set('iss', 'http://127.0.0.1:1');
-  const mixed = await back(callback, started.binding);
+  const mixed = await oauthCallback(callback, started.binding);
   assert.equal(mixed.status, 400);
   await mixed.text();
   assert.deepEqual((await gw.admin('GET', '/connections?subject=dave')).json.items, []);
   // Login CSRF: someone else's browser comes back with a valid callback for dave's flow (an
   // attacker started it and lured the victim to the authorization URL): refused, nothing stored.
-  const lured = await startConnect(links.json.url);
+  const lured = await startOAuthConnect(gw, link);
   const victimCallback = await as.completeLogin(lured.authorize, { user: 'victim' });
   const victim = await fetch(victimCallback, { redirect: 'manual' });
   assert.equal(victim.status, 400);
@@ -238,7 +196,7 @@ test('callbacks: replayed, forged and wrong-issuer responses are refused; denial
   assert.match(denied.text, /did not allow access/);
   assert.deepEqual((await gw.admin('GET', '/connections?subject=dave')).json.items, []);
   // A used link stays used.
-  assert.equal((await fetch(links.json.url)).status, 200, 'the link survives a failed callback');
+  assert.equal((await fetch(link)).status, 200, 'the link survives a failed callback');
 });
 
 test('disconnect revokes at the authorization server, then forgets', async () => {
@@ -281,24 +239,19 @@ test('an operator-registered confidential client, with client_secret_basic and c
     assert.equal(reg.status, 201);
     const client = await reg.json();
     const id = `conf-${method.replaceAll('_', '-')}`;
-    const put = await gw.admin('PUT', `/upstreams/${id}`, {
+    const put = await putUpstream(gw, id, {
       url: mcp.url,
       oauth: { client_id: client.client_id, client_secret: client.client_secret, token_endpoint_auth_method: method, authorization_server: as.issuer, scopes: ['tickets:read'] },
     });
-    assert.equal(put.status, 200, put.text);
     assert.ok(!put.text.includes(client.client_secret));
-    const key = (await gw.admin('POST', '/keys', { subject: 'fay', upstreams: [id] })).json.key;
-    const link = await gw.admin('POST', '/links', { subject: 'fay', upstream: id });
-    const started = await startConnect(link.json.url);
+    const key = (await newKey(gw, 'fay', [id])).key;
+    const link = await newLink(gw, 'fay', id);
+    const started = await startOAuthConnect(gw, link.url);
     const callback = await as.completeLogin(started.authorize, { user: 'fay' });
     assert.equal(new URL(callback).searchParams.get('state')?.startsWith('mabs_'), true);
-    const done = await back(callback, started.binding);
+    const done = await oauthCallback(callback, started.binding);
     assert.equal(done.status, 200, await done.text());
-    const r = await fetch(`${gw.base}/mcp/${id}`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'whoami', arguments: {} } }),
-    });
+    const r = await rawMcp(gw, `/mcp/${id}`, key, callTool(1, 'whoami'));
     assert.equal(r.status, 200);
     assert.match(await r.text(), new RegExp(client.client_id));
   }

@@ -5,12 +5,9 @@
 // with `setFault()`. Every request is recorded (method, url, headers) like ts_servers.mjs does.
 import http from 'node:http';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js';
 import { z } from 'zod';
-import { readBody, listen } from './ts_servers.mjs';
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+import { sleep, readBody, recorded, served } from './http_util.mjs';
+import { registerWhoami, serveStateless, legacySessions } from './ts_servers.mjs';
 
 /**
  * The SDK server: `whoami` (the headers it got) and `drop_after`, which sends `steps` progress
@@ -18,9 +15,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  */
 function buildServer(name, drop) {
   const server = new McpServer({ name, version: '1.0.0' });
-  server.registerTool('whoami', { description: 'The request headers this server received' }, async (extra) => ({
-    content: [{ type: 'text', text: JSON.stringify(extra.requestInfo?.headers ?? {}) }],
-  }));
+  registerWhoami(server);
   server.registerTool(
     'drop_after',
     { description: 'Reports progress, then the connection breaks', inputSchema: { steps: z.number().int().min(1).max(10) } },
@@ -53,33 +48,29 @@ function rawAnswer(res, fault) {
   }
 }
 
+/** What these servers say to credentials their `check` refuses. */
+function unauthorized(res) {
+  res.writeHead(401, { 'content-type': 'application/json' });
+  res.end(JSON.stringify({ error: 'unauthorized' }));
+}
+
 /** Streamable HTTP (stateless, SSE answers), guarded by `check(headers)`. */
 export async function startFaultyStreamable({ check = () => true, name = 'faulty' } = {}) {
   const requests = [];
   let fault = null;
   const httpServer = http.createServer(async (req, res) => {
-    requests.push({ method: req.method, url: req.url, headers: { ...req.headers } });
+    requests.push(recorded(req));
     const raw = req.method === 'POST' ? await readBody(req) : '';
     // A failing server fails for everyone, before it looks at credentials.
     if (fault) return rawAnswer(res, fault);
-    if (!check(req.headers)) {
-      res.writeHead(401, { 'content-type': 'application/json' });
-      return res.end(JSON.stringify({ error: 'unauthorized' }));
-    }
-    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
-    const server = buildServer(name, () => res.socket?.destroy());
-    res.on('close', () => { transport.close(); server.close(); });
-    await server.connect(transport);
-    return transport.handleRequest(req, res, raw ? JSON.parse(raw) : undefined);
+    if (!check(req.headers)) return unauthorized(res);
+    return serveStateless(buildServer(name, () => res.socket?.destroy()), req, res, raw ? JSON.parse(raw) : undefined);
   });
-  const port = await listen(httpServer);
   return {
-    url: `http://127.0.0.1:${port}/mcp`,
-    origin: `http://127.0.0.1:${port}`,
+    ...(await served(httpServer, '/mcp')),
     requests,
     /** A raw answer for every request from now on (see rawAnswer); null: the SDK answers again. */
     setFault: (f) => { fault = f; },
-    close: () => { httpServer.closeAllConnections(); httpServer.close(); },
   };
 }
 
@@ -90,11 +81,11 @@ export async function startFaultyStreamable({ check = () => true, name = 'faulty
  */
 export async function startFaultyLegacy({ check = () => true, name = 'faulty-legacy' } = {}) {
   const requests = [];
-  const transports = new Map();
+  const sessions = legacySessions();
   const streams = new Set();
   let fault = null;
   const httpServer = http.createServer(async (req, res) => {
-    requests.push({ method: req.method, url: req.url, headers: { ...req.headers } });
+    requests.push(recorded(req));
     const url = new URL(req.url, 'http://127.0.0.1');
     const stream = req.method === 'GET' && url.pathname === '/sse';
     if (stream) {
@@ -102,33 +93,17 @@ export async function startFaultyLegacy({ check = () => true, name = 'faulty-leg
       res.on('close', () => streams.delete(res));
       if (fault) return rawAnswer(res, fault);
     }
-    if (!check(req.headers)) {
-      res.writeHead(401, { 'content-type': 'application/json' });
-      return res.end(JSON.stringify({ error: 'unauthorized' }));
-    }
-    if (stream) {
-      const transport = new SSEServerTransport('/messages', res);
-      transports.set(transport.sessionId, transport);
-      res.on('close', () => transports.delete(transport.sessionId));
-      await buildServer(name, () => res.socket?.destroy()).connect(transport);
-      return;
-    }
-    if (req.method === 'POST' && url.pathname === '/messages') {
-      const transport = transports.get(url.searchParams.get('sessionId'));
-      if (!transport) { res.writeHead(404); return res.end('unknown session'); }
-      return transport.handlePostMessage(req, res, JSON.parse(await readBody(req)));
-    }
+    if (!check(req.headers)) return unauthorized(res);
+    if (stream) return sessions.open(res, buildServer(name, () => res.socket?.destroy()));
+    if (req.method === 'POST' && url.pathname === '/messages') return sessions.post(req, res, url);
     res.writeHead(404);
     res.end();
   });
-  const port = await listen(httpServer);
   return {
-    url: `http://127.0.0.1:${port}/sse`,
-    origin: `http://127.0.0.1:${port}`,
+    ...(await served(httpServer, '/sse')),
     requests,
     setFault: (f) => { fault = f; },
     openStreams: () => streams.size,
     dropStreams: () => { for (const res of streams) res.socket?.destroy(); },
-    close: () => { httpServer.closeAllConnections(); httpServer.close(); },
   };
 }

@@ -1,12 +1,15 @@
 // A real MCP server (official TypeScript SDK, Streamable HTTP, stateless) protected by OAuth:
 // it accepts only JWT access tokens from the given authorization server whose `aud` is its own
 // /mcp URL (RFC 8707), and advertises that AS through RFC 9728 Protected Resource Metadata.
-// Every HTTP request is recorded (method, url, headers) like ts_servers.mjs does.
+// Every HTTP request is recorded (method, url, headers) like ts_servers.mjs does. Also the pair
+// OAuth tests start: this server and the authorization server of oauth_server.mjs, set up for each
+// other (startOAuthPeers).
 import http from 'node:http';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import { readBody, listen } from './ts_servers.mjs';
+import { readBody, recorded, served, failed } from './http_util.mjs';
+import { serveStateless } from './ts_servers.mjs';
+import { startAuthServer } from './oauth_server.mjs';
 
 function buildServer(claims) {
   const server = new McpServer({ name: 'oauth-protected', version: '1.0.0' });
@@ -59,7 +62,7 @@ export async function startProtectedMcp({ issuer, jwksUri, scopes = ['tickets:re
 
   const httpServer = http.createServer(async (req, res) => {
     try {
-      requests.push({ method: req.method, url: req.url, headers: { ...req.headers } });
+      requests.push(recorded(req));
       const url = new URL(req.url, base);
       if (req.method === 'GET' && (url.pathname === '/.well-known/oauth-protected-resource/mcp'
         || url.pathname === '/.well-known/oauth-protected-resource')) {
@@ -85,21 +88,14 @@ export async function startProtectedMcp({ issuer, jwksUri, scopes = ['tickets:re
       }
       const raw = req.method === 'POST' ? await readBody(req) : '';
       const body = raw ? JSON.parse(raw) : undefined;
-      const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
-      const server = buildServer(claims);
-      res.on('close', () => { transport.close(); server.close(); });
-      await server.connect(transport);
-      return transport.handleRequest(req, res, body);
+      return await serveStateless(buildServer(claims), req, res, body);
     } catch (err) {
-      if (!res.headersSent) {
-        res.writeHead(500, { 'content-type': 'text/plain' });
-        res.end(String(err?.message || err));
-      }
+      failed(res, err);
     }
   });
-  const port = await listen(httpServer);
-  base = `http://127.0.0.1:${port}`;
-  mcpUrl = `${base}/mcp`;
+  const peer = await served(httpServer, '/mcp');
+  base = peer.origin;
+  mcpUrl = peer.url;
   prmUrl = `${base}/.well-known/oauth-protected-resource/mcp`;
 
   return {
@@ -110,6 +106,40 @@ export async function startProtectedMcp({ issuer, jwksUri, scopes = ['tickets:re
     unauthorized: () => unauthorizedCount,
     /** Refuse every token issued before `seconds` (epoch seconds), as a server that revoked them. */
     refuseTokensIssuedBefore: (seconds) => { notBefore = seconds; },
-    close: () => { httpServer.closeAllConnections(); httpServer.close(); },
+    close: peer.close,
   };
+}
+
+/**
+ * The pair an OAuth test needs: a real authorization server (`asOptions` as startAuthServer
+ * takes them) and a protected MCP server that trusts it, the server set as the AS's resource.
+ */
+export async function startOAuthPeers(asOptions = {}) {
+  const as = await startAuthServer(asOptions);
+  try {
+    const mcp = await startProtectedMcp({ issuer: as.issuer, jwksUri: as.jwksUri });
+    as.setResource(mcp.url);
+    return { as, mcp };
+  } catch (err) {
+    await as.stop();
+    throw err;
+  }
+}
+
+/** Stops the pair (either may be unset: a `before` that failed). */
+export async function stopOAuthPeers(as, mcp) {
+  mcp?.close();
+  await as?.stop();
+}
+
+/**
+ * What the pair handed out and the gateway held (codes, tokens and client secrets the AS issued,
+ * the access tokens the MCP server was sent): each must stay out of the gateway's log. Either
+ * peer may be unset (a `before` that failed).
+ */
+export function oauthSecrets(as, mcp) {
+  return [
+    ...(as?.issuedSecrets() ?? []),
+    ...(mcp?.requests ?? []).map((r) => r.headers.authorization?.replace(/^Bearer /, '')),
+  ];
 }

@@ -27,19 +27,7 @@
 import http from 'node:http';
 import { generateKeyPair, exportJWK } from 'jose';
 import Provider, { errors } from 'oidc-provider';
-
-function listen(server) {
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server.address().port)));
-}
-
-function readBody(req) {
-  return new Promise((resolve, reject) => {
-    const chunks = [];
-    req.on('data', (c) => chunks.push(c));
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
-}
+import { readBody, listen, failed } from './http_util.mjs';
 
 function parseForm(req, raw) {
   if (!raw) return {};
@@ -166,12 +154,8 @@ export async function startAuthServer(opts = {}) {
     handle(req, res).catch((err) => {
       state.errors.push(String(err?.stack || err));
       if (opts.log) console.error('[oauth_server]', err);
-      if (!res.headersSent) {
-        res.writeHead(500, { 'content-type': 'text/plain' });
-        res.end(String(err?.message || err));
-      } else {
-        res.end();
-      }
+      if (res.headersSent) res.end();
+      else failed(res, err);
     });
   });
   const port = await listen(httpServer);

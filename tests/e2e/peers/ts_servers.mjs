@@ -1,20 +1,25 @@
 // Real MCP servers from the official TypeScript SDK, on loopback, each guarding itself with the
 // credentials a real server would want. Every HTTP request they get is recorded (method, url,
-// headers) so tests can assert what reached the upstream.
+// headers) so tests can assert what reached the upstream. The SDK plumbing they share with the
+// other peers (fault_servers.mjs, oauth_mcp_server.mjs) is exported from here.
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js';
 import { z } from 'zod';
+import { sleep, readBody, recorded, served } from './http_util.mjs';
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function buildServer(name) {
-  const server = new McpServer({ name, version: '1.0.0' });
+/** The `whoami` tool every test server has: the request headers this server received. */
+export function registerWhoami(server) {
   server.registerTool('whoami', { description: 'The request headers this server received' }, async (extra) => ({
     content: [{ type: 'text', text: JSON.stringify(extra.requestInfo?.headers ?? {}) }],
   }));
+}
+
+function buildServer(name) {
+  const server = new McpServer({ name, version: '1.0.0' });
+  registerWhoami(server);
   server.registerTool(
     'slow_progress',
     { description: 'Reports progress, then answers', inputSchema: { steps: z.number().int().min(1).max(10) } },
@@ -32,16 +37,37 @@ function buildServer(name) {
   return server;
 }
 
-export function readBody(req) {
-  return new Promise((resolve) => {
-    const chunks = [];
-    req.on('data', (c) => chunks.push(c));
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-  });
+/**
+ * Answers one request with a fresh SDK `server` on a stateless Streamable HTTP transport (no
+ * sessions; `json`: JSON answers instead of SSE); both are closed when the response is.
+ */
+export async function serveStateless(server, req, res, body, { json = false } = {}) {
+  const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: json });
+  res.on('close', () => { transport.close(); server.close(); });
+  await server.connect(transport);
+  return transport.handleRequest(req, res, body);
 }
 
-export function listen(server) {
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server.address().port)));
+/**
+ * The legacy HTTP+SSE (2024-11-05) sessions of one server: `open(res, server)` answers
+ * GET /sse with a stream whose `endpoint` is /messages?sessionId=; `post(req, res, url)` answers
+ * POST /messages?sessionId= (404 for a session that is not open).
+ */
+export function legacySessions() {
+  const transports = new Map();
+  return {
+    async open(res, server) {
+      const transport = new SSEServerTransport('/messages', res);
+      transports.set(transport.sessionId, transport);
+      res.on('close', () => transports.delete(transport.sessionId));
+      await server.connect(transport);
+    },
+    async post(req, res, url) {
+      const transport = transports.get(url.searchParams.get('sessionId'));
+      if (!transport) { res.writeHead(404); return res.end('unknown session'); }
+      return transport.handlePostMessage(req, res, JSON.parse(await readBody(req)));
+    },
+  };
 }
 
 function unauthorized(res) {
@@ -62,17 +88,11 @@ export async function startStreamable({ check, stateless = false, json = false, 
   const requests = [];
   const sessions = new Map();
   const httpServer = http.createServer(async (req, res) => {
-    requests.push({ method: req.method, url: req.url, headers: { ...req.headers } });
+    requests.push(recorded(req));
     if (!check(req.headers)) return unauthorized(res);
     const raw = req.method === 'POST' ? await readBody(req) : '';
     const body = raw ? JSON.parse(raw) : undefined;
-    if (stateless) {
-      const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: json });
-      const server = buildServer(name);
-      res.on('close', () => { transport.close(); server.close(); });
-      await server.connect(transport);
-      return transport.handleRequest(req, res, body);
-    }
+    if (stateless) return serveStateless(buildServer(name), req, res, body, { json });
     const sid = req.headers['mcp-session-id'];
     let transport = sid ? sessions.get(sid) : undefined;
     if (sid && !transport) {
@@ -90,50 +110,28 @@ export async function startStreamable({ check, stateless = false, json = false, 
     }
     return transport.handleRequest(req, res, body);
   });
-  const port = await listen(httpServer);
-  return {
-    url: `http://127.0.0.1:${port}/mcp`,
-    requests,
-    close: () => { httpServer.closeAllConnections(); httpServer.close(); },
-  };
+  return { ...(await served(httpServer, '/mcp')), requests };
 }
 
 /** Legacy HTTP+SSE server (2024-11-05): GET /sse opens the stream, POST /messages?sessionId=. */
 export async function startLegacySse({ check, name = 'legacy' }) {
   const requests = [];
-  const transports = new Map();
+  const sessions = legacySessions();
   const httpServer = http.createServer(async (req, res) => {
-    requests.push({ method: req.method, url: req.url, headers: { ...req.headers } });
+    requests.push(recorded(req));
     if (!check(req.headers)) return unauthorized(res);
     const url = new URL(req.url, 'http://127.0.0.1');
-    if (req.method === 'GET' && url.pathname === '/sse') {
-      const transport = new SSEServerTransport('/messages', res);
-      transports.set(transport.sessionId, transport);
-      res.on('close', () => transports.delete(transport.sessionId));
-      await buildServer(name).connect(transport);
-      return;
-    }
-    if (req.method === 'POST' && url.pathname === '/messages') {
-      const transport = transports.get(url.searchParams.get('sessionId'));
-      if (!transport) { res.writeHead(404); return res.end('unknown session'); }
-      const raw = await readBody(req);
-      return transport.handlePostMessage(req, res, JSON.parse(raw));
-    }
+    if (req.method === 'GET' && url.pathname === '/sse') return sessions.open(res, buildServer(name));
+    if (req.method === 'POST' && url.pathname === '/messages') return sessions.post(req, res, url);
     res.writeHead(404);
     res.end();
   });
-  const port = await listen(httpServer);
-  return {
-    url: `http://127.0.0.1:${port}/sse`,
-    requests,
-    close: () => { httpServer.closeAllConnections(); httpServer.close(); },
-  };
+  return { ...(await served(httpServer, '/sse')), requests };
 }
 
 /** A server that accepts connections and never answers: the gateway must time out. */
 export async function startHanging() {
   const held = [];
   const httpServer = http.createServer((req, res) => { held.push(res); });
-  const port = await listen(httpServer);
-  return { url: `http://127.0.0.1:${port}/mcp`, close: () => { httpServer.closeAllConnections(); httpServer.close(); } };
+  return served(httpServer, '/mcp');
 }

@@ -1,12 +1,17 @@
-// End-to-end: the built Worker under `wrangler dev`, real MCP servers and clients from the
-// official TypeScript SDK, all on loopback. Covers issue #3: header rewriting for every
-// transport, per-subject credentials, and every row of API.md's error table.
+// End-to-end: the MCP surface (API.md §1) and header templates (§2). The built Worker under
+// `wrangler dev`, real MCP servers and clients from the official TypeScript and Python SDKs, all
+// on loopback: every transport (Streamable HTTP stateful and stateless, JSON and SSE answers,
+// 2026-07-28, legacy HTTP+SSE) relayed with each subject's own rendered headers and never the
+// gateway key; MCP headers, sessions and upstream statuses passed through; every row of the error
+// table. Also the admin API's (§4) authentication, guessing limit, input validation, secret-free
+// lists and the security headers on every answer the gateway makes itself.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
-import { startGateway, rpcMessages, freePort, sleep, startPyServer, runPyClient, sdkClient, whoami } from './harness.mjs';
+import {
+  startGateway, rpcMessages, freePort, sleep, startPyServer, runPyClient, sdkClient, sdkLegacyClient, whoami,
+  ACCEPT, initialize, callTool, rawMcp, newKey, putUpstream, newLink,
+} from './harness.mjs';
 import { startStreamable, startLegacySse, startHanging } from './peers/ts_servers.mjs';
 
 const SECRETS = {
@@ -22,31 +27,6 @@ let gw;
 const up = {};
 
 const basic = (a, b) => 'Basic ' + Buffer.from(`${a}:${b}`).toString('base64');
-const ACCEPT = 'application/json, text/event-stream';
-
-async function mcpPost(path, key, body, extra = {}) {
-  return fetch(gw.base + path, {
-    method: 'POST',
-    headers: {
-      ...(key ? { authorization: `Bearer ${key}` } : {}),
-      'content-type': 'application/json',
-      accept: ACCEPT,
-      ...extra,
-    },
-    body: typeof body === 'string' ? body : JSON.stringify(body),
-  });
-}
-
-const initialize = (id = 1) => ({
-  jsonrpc: '2.0', id, method: 'initialize',
-  params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
-});
-
-async function newKey(subject, upstreams, extra = {}) {
-  const r = await gw.admin('POST', '/keys', { subject, upstreams, ...extra });
-  assert.equal(r.status, 201, r.text);
-  return r.json;
-}
 
 before(async () => {
   up.tenant = await startStreamable({
@@ -66,25 +46,21 @@ before(async () => {
   up.python = await startPyServer({ apiKey: SECRETS.aliceKey });
   gw = await startGateway({ UPSTREAM_TIMEOUT_MS: '1500', ALLOWED_ORIGINS: 'https://app.example', UPSTREAM_REGION: 'eu-1' });
 
-  const put = async (id, body) => {
-    const r = await gw.admin('PUT', `/upstreams/${id}`, body);
-    assert.equal(r.status, 200, r.text);
-  };
-  await put('tenant', {
+  await putUpstream(gw, 'tenant', {
     url: up.tenant.url,
     headers: { 'X-API-KEY': '{{user.api_key}}', 'X-Tenant-ID': '{{secret.tenant}}', 'X-Region': '{{env.UPSTREAM_REGION}}', 'X-Subject': 'user={{subject}}' },
     user_fields: [{ name: 'api_key', label: 'API key' }],
   });
-  await put('apikey', { url: up.apikey.url, headers: { Authorization: 'ApiKey {{secret.op_key}}' } });
-  await put('basic', { url: up.basic.url, headers: { Authorization: 'Basic {{basic(user.client_id, user.client_secret)}}' } });
-  await put('legacy', { url: up.legacy.url, transport: 'sse', headers: { 'X-API-KEY': '{{user.api_key}}' } });
-  await put('hanging', { url: up.hanging.url });
-  await put('python', { url: up.python.url, headers: { 'X-API-KEY': '{{user.api_key}}' } });
+  await putUpstream(gw, 'apikey', { url: up.apikey.url, headers: { Authorization: 'ApiKey {{secret.op_key}}' } });
+  await putUpstream(gw, 'basic', { url: up.basic.url, headers: { Authorization: 'Basic {{basic(user.client_id, user.client_secret)}}' } });
+  await putUpstream(gw, 'legacy', { url: up.legacy.url, transport: 'sse', headers: { 'X-API-KEY': '{{user.api_key}}' } });
+  await putUpstream(gw, 'hanging', { url: up.hanging.url });
+  await putUpstream(gw, 'python', { url: up.python.url, headers: { 'X-API-KEY': '{{user.api_key}}' } });
   // The same server behind a URL it redirects (Starlette: /mcp/ → /mcp).
-  await put('redirecting', { url: up.python.url + '/', headers: { 'X-API-KEY': '{{user.api_key}}' } });
-  await put('closed', { url: `http://127.0.0.1:${await freePort()}/mcp` });
-  await put('needs-op', { url: up.apikey.url, headers: { Authorization: 'ApiKey {{secret.not_set}}' } });
-  await put('wrong-op', { url: up.apikey.url, headers: { Authorization: 'ApiKey {{secret.tenant}}' } });
+  await putUpstream(gw, 'redirecting', { url: up.python.url + '/', headers: { 'X-API-KEY': '{{user.api_key}}' } });
+  await putUpstream(gw, 'closed', { url: `http://127.0.0.1:${await freePort()}/mcp` });
+  await putUpstream(gw, 'needs-op', { url: up.apikey.url, headers: { Authorization: 'ApiKey {{secret.not_set}}' } });
+  await putUpstream(gw, 'wrong-op', { url: up.apikey.url, headers: { Authorization: 'ApiKey {{secret.tenant}}' } });
 
   for (const [name, value] of [['tenant', SECRETS.tenant], ['op_key', SECRETS.opKey]]) {
     assert.equal((await gw.admin('PUT', `/secrets/${name}`, { value })).status, 204);
@@ -96,9 +72,9 @@ before(async () => {
   await subjectSecret('alice@example.com', 'client_secret', SECRETS.aliceClientSecret);
   await subjectSecret('bob', 'api_key', SECRETS.bobKey);
 
-  keys.alice = (await newKey('alice@example.com', ['*'], { label: 'alice laptop' })).key;
-  keys.bob = (await newKey('bob', ['tenant', 'legacy'])).key;
-  keys.carol = (await newKey('carol', ['tenant', 'legacy'])).key; // never given an api_key
+  keys.alice = (await newKey(gw, 'alice@example.com', ['*'], { label: 'alice laptop' })).key;
+  keys.bob = (await newKey(gw, 'bob', ['tenant', 'legacy'])).key;
+  keys.carol = (await newKey(gw, 'carol', ['tenant', 'legacy'])).key; // never given an api_key
 });
 
 after(async () => {
@@ -162,7 +138,7 @@ test('security headers on every answer the gateway makes itself, none added to r
     assert.match(r.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/, what);
     await r.text();
   }
-  const relayed = await mcpPost('/mcp/apikey', keys.alice, initialize());
+  const relayed = await rawMcp(gw, '/mcp/apikey', keys.alice, initialize());
   assert.equal(relayed.status, 200);
   for (const h of ['x-content-type-options', 'referrer-policy', 'content-security-policy']) {
     assert.equal(relayed.headers.get(h), null, `${h} is not added to an upstream's answer`);
@@ -172,7 +148,7 @@ test('security headers on every answer the gateway makes itself, none added to r
 
 test('open redirect: no route sends a browser where a parameter says', async () => {
   const evil = encodeURIComponent('https://evil.example/x');
-  const link = (await gw.admin('POST', '/links', { subject: 'bob', upstream: 'tenant' })).json.url;
+  const link = (await newLink(gw, 'bob', 'tenant')).url;
   for (const path of [
     `/oauth/callback?state=x&code=y&redirect_uri=${evil}&next=${evil}`,
     `/oauth/callback?error=access_denied&state=x&return_to=${evil}`,
@@ -262,15 +238,15 @@ test('official SDK client: each subject reaches the upstream with its own header
 
 test('an OpenAI-style raw client: initialize, tools/list, tools/call with one Authorization', async () => {
   const ua = { 'user-agent': 'openai-mcp/1.0.0' };
-  const init = await mcpPost('/mcp/apikey', keys.alice, initialize(), ua);
+  const init = await rawMcp(gw, '/mcp/apikey', keys.alice, initialize(), ua);
   assert.equal(init.status, 200);
   const [initResult] = await rpcMessages(init);
   assert.equal(initResult.result.serverInfo.name, 'apikey');
-  const notified = await mcpPost('/mcp/apikey', keys.alice, { jsonrpc: '2.0', method: 'notifications/initialized' }, ua);
+  const notified = await rawMcp(gw, '/mcp/apikey', keys.alice, { jsonrpc: '2.0', method: 'notifications/initialized' }, ua);
   assert.equal(notified.status, 202);
-  const list = await rpcMessages(await mcpPost('/mcp/apikey', keys.alice, { jsonrpc: '2.0', id: 2, method: 'tools/list' }, ua));
+  const list = await rpcMessages(await rawMcp(gw, '/mcp/apikey', keys.alice, { jsonrpc: '2.0', id: 2, method: 'tools/list' }, ua));
   assert.ok(list[0].result.tools.some((t) => t.name === 'whoami'));
-  const call = await mcpPost('/mcp/apikey', keys.alice, { jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'whoami', arguments: {} } }, ua);
+  const call = await rawMcp(gw, '/mcp/apikey', keys.alice, callTool(3, 'whoami'), ua);
   assert.match(call.headers.get('content-type'), /application\/json/);
   const [answer] = await rpcMessages(call);
   const seen = JSON.parse(answer.result.content[0].text);
@@ -303,26 +279,26 @@ test('progress notifications stream through before the final result', async () =
 });
 
 test('session id, DELETE and 404 for a dead session pass through', async () => {
-  const init = await mcpPost('/mcp/tenant', keys.bob, initialize());
+  const init = await rawMcp(gw, '/mcp/tenant', keys.bob, initialize());
   assert.equal(init.status, 200);
   const sid = init.headers.get('mcp-session-id');
   assert.ok(sid, 'session id header relayed');
   await init.text();
   const h = { 'mcp-session-id': sid, 'mcp-protocol-version': '2025-06-18' };
-  assert.equal((await mcpPost('/mcp/tenant', keys.bob, { jsonrpc: '2.0', method: 'notifications/initialized' }, h)).status, 202);
+  assert.equal((await rawMcp(gw, '/mcp/tenant', keys.bob, { jsonrpc: '2.0', method: 'notifications/initialized' }, h)).status, 202);
   const seenBefore = up.tenant.requests.at(-1).headers;
   assert.equal(seenBefore['mcp-session-id'], sid);
   assert.equal(seenBefore['mcp-protocol-version'], '2025-06-18');
   const del = await fetch(gw.base + '/mcp/tenant', { method: 'DELETE', headers: { authorization: `Bearer ${keys.bob}`, ...h } });
   assert.equal(del.status, 200);
-  const dead = await mcpPost('/mcp/tenant', keys.bob, { jsonrpc: '2.0', id: 9, method: 'tools/list' }, h);
+  const dead = await rawMcp(gw, '/mcp/tenant', keys.bob, { jsonrpc: '2.0', id: 9, method: 'tools/list' }, h);
   assert.equal(dead.status, 404);
   assert.equal((await dead.json()).error.message, 'Session not found');
   // Status codes the upstream gives are relayed as they are (the SDK server's 406 and 415).
-  const notAcceptable = await mcpPost('/mcp/apikey', keys.alice, initialize(), { accept: 'application/json' });
+  const notAcceptable = await rawMcp(gw, '/mcp/apikey', keys.alice, initialize(), { accept: 'application/json' });
   assert.equal(notAcceptable.status, 406);
   await notAcceptable.text();
-  const unsupported = await mcpPost('/mcp/apikey', keys.alice, initialize(), { 'content-type': 'text/plain' });
+  const unsupported = await rawMcp(gw, '/mcp/apikey', keys.alice, initialize(), { 'content-type': 'text/plain' });
   assert.equal(unsupported.status, 415);
   await unsupported.text();
 });
@@ -334,7 +310,7 @@ test('2026-07-28 request headers reach the upstream untouched', async () => {
     'mcp-name': 'whoami',
     'mcp-param-region': 'eu-west',
   };
-  const r = await mcpPost('/mcp/apikey', keys.alice, { jsonrpc: '2.0', id: 5, method: 'tools/call', params: { name: 'whoami', arguments: {} } }, headers);
+  const r = await rawMcp(gw, '/mcp/apikey', keys.alice, callTool(5, 'whoami'), headers);
   await r.text();
   const seen = up.apikey.requests.at(-1).headers;
   for (const [k, v] of Object.entries(headers)) assert.equal(seen[k], v, k);
@@ -363,14 +339,7 @@ test('2026-07-28 end to end: the official Python SDK client and server through t
 });
 
 test('legacy HTTP+SSE: endpoint rewritten, sealed, bound to its subject', async () => {
-  const transport = new SSEClientTransport(new URL(gw.base + '/sse/legacy'), {
-    requestInit: { headers: { Authorization: `Bearer ${keys.bob}` } },
-    eventSourceInit: {
-      fetch: (url, init) => fetch(url, { ...init, headers: { ...init?.headers, Authorization: `Bearer ${keys.bob}` } }),
-    },
-  });
-  const client = new Client({ name: 'legacy-e2e', version: '1.0.0' });
-  await client.connect(transport);
+  const client = await sdkLegacyClient(gw.base + '/sse/legacy', keys.bob);
   const seen = await whoami(client);
   assert.equal(seen['x-api-key'], SECRETS.bobKey);
   await client.close();
@@ -388,17 +357,17 @@ test('legacy HTTP+SSE: endpoint rewritten, sealed, bound to its subject', async 
   assert.ok(!endpoint.includes('sessionId') && !endpoint.includes('127.0.0.1'));
 
   const ping = { jsonrpc: '2.0', id: 1, method: 'ping' };
-  const other = await mcpPost(endpoint, keys.alice, ping);
+  const other = await rawMcp(gw, endpoint, keys.alice, ping);
   assert.equal(other.status, 400, 'another subject cannot use this session');
   assert.equal((await other.json()).error.data.reason, 'invalid_session_url');
-  const forged = await mcpPost(endpoint.slice(0, -4) + 'AAAA', keys.bob, ping);
+  const forged = await rawMcp(gw, endpoint.slice(0, -4) + 'AAAA', keys.bob, ping);
   assert.equal(forged.status, 400);
   await forged.text();
 });
 
 test('error table: keys', async () => {
   const list = { jsonrpc: '2.0', id: 'req-1', method: 'tools/list' };
-  const noKey = await mcpPost('/mcp/tenant', null, list);
+  const noKey = await rawMcp(gw, '/mcp/tenant', null, list);
   assert.equal(noKey.status, 401);
   assert.equal(noKey.headers.get('www-authenticate'), 'Bearer realm="mcp-authbridge"');
   const body = await noKey.json();
@@ -406,57 +375,57 @@ test('error table: keys', async () => {
   assert.equal(body.id, 'req-1');
   assert.equal(body.error.data.reason, 'invalid_key');
 
-  const unknown = await mcpPost('/mcp/tenant', keys.alice.slice(0, -3) + 'AAA', list);
+  const unknown = await rawMcp(gw, '/mcp/tenant', keys.alice.slice(0, -3) + 'AAA', list);
   assert.equal(unknown.status, 401);
   await unknown.text();
   // Well-formed, but its routing part names no store of ours.
   const stranger = 'mab_' + randomBytes(32).toString('hex') + '_' + randomBytes(32).toString('base64url');
-  const strangerAnswer = await mcpPost('/mcp/tenant', stranger, list);
+  const strangerAnswer = await rawMcp(gw, '/mcp/tenant', stranger, list);
   assert.equal(strangerAnswer.status, 401);
   await strangerAnswer.text();
-  const garbage = await mcpPost('/mcp/tenant', 'mab_not-a-key', list);
+  const garbage = await rawMcp(gw, '/mcp/tenant', 'mab_not-a-key', list);
   assert.equal(garbage.status, 401);
   await garbage.text();
 
   // A bare key without "Bearer" is accepted.
-  const bare = await fetch(gw.base + '/mcp/apikey', { method: 'POST', headers: { authorization: keys.alice, 'content-type': 'application/json', accept: ACCEPT }, body: JSON.stringify(initialize()) });
+  const bare = await rawMcp(gw, '/mcp/apikey', null, initialize(), { authorization: keys.alice });
   assert.equal(bare.status, 200);
   await bare.text();
 
-  const scoped = await mcpPost('/mcp/apikey', keys.bob, list);
+  const scoped = await rawMcp(gw, '/mcp/apikey', keys.bob, list);
   assert.equal(scoped.status, 403);
   const scopedBody = await scoped.json();
   assert.equal(scopedBody.error.data.reason, 'key_not_allowed');
   assert.equal(scopedBody.error.data.upstream, 'apikey');
 
-  const missing = await mcpPost('/mcp/no-such-upstream', keys.alice, list);
+  const missing = await rawMcp(gw, '/mcp/no-such-upstream', keys.alice, list);
   assert.equal(missing.status, 404);
   assert.equal((await missing.json()).error.data.reason, 'unknown_upstream');
-  const wrongWay = await mcpPost('/mcp/legacy', keys.alice, list);
+  const wrongWay = await rawMcp(gw, '/mcp/legacy', keys.alice, list);
   assert.equal(wrongWay.status, 404);
   assert.match((await wrongWay.json()).error.message, /use \/sse\/legacy/);
 
   // Revocation: works now, fails on the very next request.
-  const k = await newKey('dave', ['apikey']);
-  assert.equal((await mcpPost('/mcp/apikey', k.key, initialize())).status, 200);
+  const k = await newKey(gw, 'dave', ['apikey']);
+  assert.equal((await rawMcp(gw, '/mcp/apikey', k.key, initialize())).status, 200);
   assert.equal((await gw.admin('DELETE', `/keys/${k.id}`)).status, 204);
-  const revoked = await mcpPost('/mcp/apikey', k.key, initialize());
+  const revoked = await rawMcp(gw, '/mcp/apikey', k.key, initialize());
   assert.equal(revoked.status, 401);
   await revoked.text();
   assert.equal((await gw.admin('GET', '/keys?subject=dave')).json.items.length, 0);
 
   // Expiry.
-  const e = await newKey('erin', ['apikey'], { expires_in: 1 });
+  const e = await newKey(gw, 'erin', ['apikey'], { expires_in: 1 });
   assert.match(e.expires_at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
   await sleep(1500);
-  const expired = await mcpPost('/mcp/apikey', e.key, initialize());
+  const expired = await rawMcp(gw, '/mcp/apikey', e.key, initialize());
   assert.equal(expired.status, 401);
   await expired.text();
 });
 
 test('error table: connection required, operator values, upstream rejection', async () => {
   const list = { jsonrpc: '2.0', id: 7, method: 'tools/list' };
-  const carol = await mcpPost('/mcp/tenant', keys.carol, list);
+  const carol = await rawMcp(gw, '/mcp/tenant', keys.carol, list);
   assert.equal(carol.status, 403);
   const cb = await carol.json();
   assert.equal(cb.id, 7);
@@ -465,13 +434,13 @@ test('error table: connection required, operator values, upstream rejection', as
   assert.match(cb.error.data.connect_url, new RegExp(`^${gw.base}/connect/mabl_`));
   gw.trackLink(cb.error.data.connect_url);
 
-  const op = await mcpPost('/mcp/needs-op', keys.alice, list);
+  const op = await rawMcp(gw, '/mcp/needs-op', keys.alice, list);
   assert.equal(op.status, 500);
   const ob = await op.json();
   assert.equal(ob.error.data.name, 'secret.not_set');
 
   // The upstream refuses operator-configured credentials: 502, and its headers stay behind.
-  const rejected = await mcpPost('/mcp/wrong-op', keys.alice, list);
+  const rejected = await rawMcp(gw, '/mcp/wrong-op', keys.alice, list);
   assert.equal(rejected.status, 502);
   assert.equal(rejected.headers.get('www-authenticate'), null);
   assert.equal(rejected.headers.get('set-cookie'), null);
@@ -480,8 +449,8 @@ test('error table: connection required, operator values, upstream rejection', as
   // The upstream refuses the subject's own value: connection_required, visible to the operator,
   // and cleared once a working value is set.
   assert.equal((await gw.admin('PUT', '/subjects/frank/secrets/api_key', { value: 'stale-key' })).status, 204);
-  const frank = (await newKey('frank', ['tenant'])).key;
-  const stale = await mcpPost('/mcp/tenant', frank, initialize());
+  const frank = (await newKey(gw, 'frank', ['tenant'])).key;
+  const stale = await rawMcp(gw, '/mcp/tenant', frank, initialize());
   assert.equal(stale.status, 403);
   const staleBody = await stale.json();
   assert.equal(staleBody.error.data.reason, 'connection_required');
@@ -489,7 +458,7 @@ test('error table: connection required, operator values, upstream rejection', as
   const conns = await gw.admin('GET', '/connections?subject=frank');
   assert.deepEqual(conns.json.items.map((c) => [c.id, c.upstream, c.status]), [['tenant', 'tenant', 'connection_required']]);
   assert.equal((await gw.admin('PUT', '/subjects/frank/secrets/api_key', { value: SECRETS.bobKey })).status, 204);
-  const fixed = await mcpPost('/mcp/tenant', frank, initialize());
+  const fixed = await rawMcp(gw, '/mcp/tenant', frank, initialize());
   assert.equal(fixed.status, 200);
   await fixed.text();
   await sleep(200);
@@ -497,7 +466,7 @@ test('error table: connection required, operator values, upstream rejection', as
 });
 
 test('an upstream redirect is refused, never followed or relayed', async () => {
-  const r = await mcpPost('/mcp/redirecting', keys.alice, initialize());
+  const r = await rawMcp(gw, '/mcp/redirecting', keys.alice, initialize());
   assert.equal(r.status, 502);
   assert.equal(r.headers.get('location'), null);
   const body = await r.json();
@@ -507,7 +476,7 @@ test('an upstream redirect is refused, never followed or relayed', async () => {
 
 test('an unauthenticated client cannot make the gateway buffer a large body', async () => {
   const big = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { pad: 'x'.repeat(5 * 1024 * 1024) } });
-  const r = await mcpPost('/mcp/apikey', null, big);
+  const r = await rawMcp(gw, '/mcp/apikey', null, big);
   assert.equal(r.status, 401, 'the key is checked before the body is read');
   await r.text();
 });
@@ -517,40 +486,40 @@ test('deeply nested bodies: the MCP body stays opaque (relayed, never a 5xx from
   const nested = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":' + '['.repeat(depth) + ']'.repeat(depth) + '}';
   const deepArray = '['.repeat(depth) + ']'.repeat(depth);
   for (const body of [nested, deepArray]) {
-    const r = await mcpPost('/mcp/apikey', keys.alice, body);
+    const r = await rawMcp(gw, '/mcp/apikey', keys.alice, body);
     assert.ok(r.status < 500, `relayed or refused, not a crash: ${r.status}`);
     await r.text();
   }
   const admin = await gw.admin('PUT', '/secrets/deep', '{"value":' + '['.repeat(depth) + ']'.repeat(depth) + '}');
   assert.equal(admin.status, 400, admin.text);
   assert.equal(admin.json.error.data.field, 'body');
-  const after = await mcpPost('/mcp/apikey', keys.alice, initialize());
+  const after = await rawMcp(gw, '/mcp/apikey', keys.alice, initialize());
   assert.equal(after.status, 200, 'the gateway still answers');
   await after.text();
 });
 
 test('error table: unreachable, timeout, body limit, origin', async () => {
   const list = { jsonrpc: '2.0', id: 1, method: 'tools/list' };
-  const closed = await mcpPost('/mcp/closed', keys.alice, list);
+  const closed = await rawMcp(gw, '/mcp/closed', keys.alice, list);
   assert.equal(closed.status, 502);
   assert.equal((await closed.json()).error.data.reason, 'upstream_unreachable');
 
   const started = Date.now();
-  const hung = await mcpPost('/mcp/hanging', keys.alice, list);
+  const hung = await rawMcp(gw, '/mcp/hanging', keys.alice, list);
   assert.equal(hung.status, 504);
   assert.equal((await hung.json()).error.data.reason, 'upstream_timeout');
   assert.ok(Date.now() - started < 10_000);
 
   const big = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { pad: 'x'.repeat(4 * 1024 * 1024) } });
-  const tooBig = await mcpPost('/mcp/apikey', keys.alice, big);
+  const tooBig = await rawMcp(gw, '/mcp/apikey', keys.alice, big);
   assert.equal(tooBig.status, 413);
   const tb = await tooBig.json();
   assert.equal(tb.error.data.limit, 4 * 1024 * 1024);
 
-  const evil = await mcpPost('/mcp/apikey', keys.alice, list, { origin: 'https://evil.example' });
+  const evil = await rawMcp(gw, '/mcp/apikey', keys.alice, list, { origin: 'https://evil.example' });
   assert.equal(evil.status, 403);
   assert.equal((await evil.json()).error.data.reason, 'origin_not_allowed');
-  const good = await mcpPost('/mcp/apikey', keys.alice, initialize(), { origin: 'https://app.example' });
+  const good = await rawMcp(gw, '/mcp/apikey', keys.alice, initialize(), { origin: 'https://app.example' });
   assert.equal(good.status, 200);
   assert.equal(good.headers.get('access-control-allow-origin'), 'https://app.example');
   await good.text();

@@ -133,8 +133,8 @@ pub async fn put_subject_secret(
     let value = secret_value(&body_json(&mut req, app.config.max_body_bytes).await?)?;
     let context = Context::SubjectSecret { subject: subject.as_str(), name: secret.as_str() };
     let sealed = app.seal(&context, value.expose().as_bytes())?;
-    let op = PutSecret { subject: subject.to_string(), name: secret.to_string(), sealed };
-    app.store_for(subject.as_str())?.call(op).await?;
+    let store = app.store_for(subject.as_str())?;
+    store.call(PutSecret { subject, name: secret, sealed }).await?;
     Ok(http::empty(204))
 }
 
@@ -173,7 +173,7 @@ pub async fn create_key(app: &App, mut req: Request) -> Result<Response, Error> 
     let record = KeyRecord {
         id: keys::key_id(&routing, &random_bytes()),
         hash: KeyHash::of(&key),
-        subject: subject.to_string(),
+        subject: subject.clone(),
         upstreams,
         expires_at: expires_in.map(|s| now + s * 1000),
         label,
@@ -227,8 +227,7 @@ pub async fn create_link(app: &App, mut req: Request) -> Result<Response, Error>
     let seconds = expires_in(&body, MAX_LINK_SECONDS)?.unwrap_or(DEFAULT_LINK_SECONDS);
     let routing = app.routing_for(subject.as_str())?;
     let store = app.store_for(subject.as_str())?;
-    let (url, expires_at) =
-        mint_link(app, &store, &routing, subject.as_str(), upstream.as_str(), seconds).await?;
+    let (url, expires_at) = mint_link(app, &store, &routing, &subject, &upstream, seconds).await?;
     Ok(http::json(
         201,
         &json!({ "url": url.expose(), "expires_at": rfc3339(expires_at), "subject": subject.as_str(), "upstream": upstream.as_str() }),
@@ -237,12 +236,12 @@ pub async fn create_link(app: &App, mut req: Request) -> Result<Response, Error>
 
 pub async fn delete_connection(app: &App, subject: &str, upstream: &str) -> Result<Response, Error> {
     let subject = name(SubjectId::parse(subject), "subject")?;
-    let op = DeleteConnection { upstream: upstream.into() };
-    match app.store_for(subject.as_str())?.call(op).await? {
+    let not_found = || Error::NotFound { what: format!("connection of '{subject}' to '{upstream}'") };
+    // An id no upstream can have has no connection either.
+    let upstream = UpstreamId::parse(upstream).map_err(|_| not_found())?;
+    match app.store_for(subject.as_str())?.call(DeleteConnection { upstream }).await? {
         Deleted::Deleted { .. } => Ok(http::empty(204)),
-        Deleted::NotFound => {
-            Err(Error::NotFound { what: format!("connection of '{subject}' to '{upstream}'") })
-        }
+        Deleted::NotFound => Err(not_found()),
     }
 }
 

@@ -8,6 +8,7 @@ use crate::core::connect::{
     PAGE_HEADERS,
 };
 use crate::core::encoding::{b64url, ct_eq};
+use crate::core::ids::{SubjectId, UpstreamId};
 use crate::core::keys::{self, KeyHash};
 use crate::core::seal::{ConnectionValue, Context};
 use crate::core::secret::Secret;
@@ -30,15 +31,15 @@ pub async fn mint_link(
     app: &App,
     store: &SubjectStoreStub,
     routing: &str,
-    subject: &str,
-    upstream: &str,
+    subject: &SubjectId,
+    upstream: &UpstreamId,
     seconds: u64,
 ) -> Result<(Secret, u64), Error> {
     let token = keys::generate_link(routing, &random_bytes());
     let now = now_ms();
     let link = LinkRecord {
-        subject: subject.into(),
-        upstream: upstream.into(),
+        subject: subject.clone(),
+        upstream: upstream.clone(),
         expires_at: now + seconds * 1000,
         used_at: None,
         created_at: now,
@@ -123,7 +124,7 @@ async fn open_link(app: &App, token: &str) -> Result<Result<OpenLink, Refusal>, 
         LinkState::Used => return Ok(Err(Refusal::USED)),
         LinkState::Usable => {}
     }
-    let Some(upstream) = app.config_store()?.upstream(&link.upstream).await? else {
+    let Some(upstream) = app.config_store()?.upstream(link.upstream.as_str()).await? else {
         return Ok(Err(Refusal::GONE));
     };
     Ok(Ok(OpenLink { hash, store, link, upstream }))
@@ -184,7 +185,8 @@ pub async fn page(app: &App, req: &Request, token: &str) -> Result<Response, Err
         .filter(|v| is_random_token(v))
         .unwrap_or_else(|| b64url(&random_bytes::<32>()));
     let cookie = Some(set_cookie(app, CSRF_COOKIE, &csrf, "Strict", 3600));
-    let (subject, id, expires_at) = (&open.link.subject, open.upstream.id.as_str(), open.link.expires_at);
+    let (subject, id, expires_at) =
+        (open.link.subject.as_str(), open.upstream.id.as_str(), open.link.expires_at);
     Ok(if open.upstream.oauth.is_some() {
         let csp = page_csp(true, app.config.allow_private_upstreams);
         page_response(200, confirm_page(subject, id, &csrf, expires_at), &csp, cookie)
@@ -250,7 +252,7 @@ pub async fn submit(app: &App, mut req: Request, token: &str) -> Result<Response
         Ok(values) => values,
         Err(errors) => {
             let body = form_page(
-                &open.link.subject,
+                open.link.subject.as_str(),
                 open.upstream.id.as_str(),
                 &open.upstream.user_fields,
                 submitted_csrf,
@@ -277,7 +279,7 @@ pub async fn callback(app: &App, req: &Request) -> Result<Response, Error> {
     let url = req.url().map_err(Error::internal)?;
     let browser = cookie_value(req, &cookie_name(app, OAUTH_COOKIE));
     Ok(match oauth::finish(app, &url, browser.as_deref()).await? {
-        Finished::Connected(upstream) => link_outcome_page(LinkOutcome::Completed, &upstream),
+        Finished::Connected(upstream) => link_outcome_page(LinkOutcome::Completed, upstream.as_str()),
         Finished::Denied => message(
             403,
             "Not connected",

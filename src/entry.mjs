@@ -1,6 +1,6 @@
 // The Worker's entry module (wrangler.toml `main`): the Rust build's exports, with the subject
 // store wrapped in a class that extends DurableObject, because the runtime offers Workers RPC
-// only on such classes. The Worker calls the store's `op` method over RPC (src/app.rs `call`):
+// only on such classes. The Worker calls the store's `op` method over RPC (src/store/stub.rs):
 // no HTTP request and response objects, no body streams.
 import { DurableObject } from 'cloudflare:workers';
 import worker, { SubjectStore as RustSubjectStore } from '../build/index.js';

@@ -5,6 +5,7 @@
 
 use crate::app::App;
 use crate::core::config::Config;
+use crate::core::ids::{SubjectId, UpstreamId};
 use crate::core::keys::{self, KeyHash};
 use crate::core::oauth::discovery::{
     authorization_server_urls, parse_authorization_server, parse_protected_resource, protected_resource_urls,
@@ -192,7 +193,7 @@ pub async fn begin(
     app: &App,
     store: &SubjectStoreStub,
     link_hash: &KeyHash,
-    subject: &str,
+    subject: &SubjectId,
     upstream: &Upstream,
     browser_hash: KeyHash,
 ) -> Result<String, SetupError> {
@@ -205,7 +206,7 @@ pub async fn begin(
     let resource = settings.resource.then(|| upstream.url.clone());
     let scopes = scopes(settings.scopes.as_deref(), &supported);
     let verifier = Verifier::generate(&random_bytes());
-    let routing = app.routing_for(subject)?;
+    let routing = app.routing_for(subject.as_str())?;
     let state = keys::generate_state(&routing, &random_bytes());
     let redirect = redirect_uri(&app.public_origin);
     let url = authorization_url(
@@ -220,12 +221,12 @@ pub async fn begin(
         },
     )
     .map_err(|_| SetupError("the authorization endpoint is not a URL".into()))?;
-    let id = upstream.id.as_str();
+    let (subject, id) = (subject.as_str(), upstream.id.as_str());
     let secret_context = Context::Connection { subject, upstream: id, value: ConnectionValue::ClientSecret };
     let verifier = verifier.into_secret();
     let pending = PendingAuthorization {
         link_hash: link_hash.clone(),
-        upstream: id.to_string(),
+        upstream: upstream.id.clone(),
         verifier: app
             .seal(&Context::PendingVerifier { subject, upstream: id }, verifier.expose().as_bytes())?,
         client: OAuthClient {
@@ -252,7 +253,7 @@ pub async fn begin(
 
 /// The outcome of a callback, as the page the user sees.
 pub enum Finished {
-    Connected(String),
+    Connected(UpstreamId),
     Denied,
     Refused(&'static str),
     LinkGone(LinkOutcome),
@@ -262,43 +263,9 @@ pub enum Finished {
 /// `GET /oauth/callback`: the pending authorization its `state` names (once), the RFC 9207
 /// check, the code exchange, and the connection stored with the link used up.
 pub async fn finish(app: &App, url: &Url, browser: Option<&str>) -> Result<Finished, Error> {
-    let cb = Callback::from_query(url);
-    let Some(state) = cb.state.as_deref().and_then(keys::parse_state) else {
-        return Ok(Finished::Refused("This sign-in response is not one this gateway is waiting for."));
-    };
-    let Some(store) = app.store_at(&state.routing)? else {
-        return Ok(Finished::Refused("This sign-in response is not one this gateway is waiting for."));
-    };
-    let taken = store.call(TakeAuthorization { state_hash: state.hash }).await?;
-    let Some((subject, pending)) = taken else {
-        return Ok(Finished::Refused(
-            "This sign-in response was already used, has expired, or was not sent by this gateway. Open your connect link again.",
-        ));
-    };
-    // The browser that pressed "Continue" must be the one coming back: otherwise someone else's
-    // sign-in would be stored as this subject's connection.
-    let same_browser = browser.is_some_and(|b| pending.browser_hash.matches(b));
-    if !same_browser {
-        return Ok(Finished::Refused(
-            "This sign-in was started in another browser. Open your connect link again in this browser.",
-        ));
-    }
-    let code = match check_callback(&cb, &pending.server) {
-        Ok(code) => code,
-        Err(CallbackError::Denied(error)) if error == "access_denied" => return Ok(Finished::Denied),
-        Err(CallbackError::Denied(error)) => {
-            worker::console_error!(
-                "mcp-authbridge: authorization for '{}' answered {error}",
-                pending.upstream
-            );
-            return Ok(Finished::ServerFailed);
-        }
-        Err(CallbackError::MissingCode) => {
-            return Ok(Finished::Refused("The sign-in response carries no code."))
-        }
-        Err(CallbackError::WrongIssuer | CallbackError::MissingIssuer) => {
-            return Ok(Finished::Refused("The sign-in response did not come from the expected server."))
-        }
+    let (store, subject, pending, code) = match accept_callback(app, url, browser).await? {
+        Ok(accepted) => accepted,
+        Err(finished) => return Ok(finished),
     };
     let keyring = app.keyring()?;
     let (subject, upstream) = (subject.as_str(), pending.upstream.as_str());
@@ -355,4 +322,45 @@ pub async fn finish(app: &App, url: &Url, browser: Option<&str>) -> Result<Finis
         return Ok(Finished::LinkGone(outcome));
     }
     Ok(Finished::Connected(pending.upstream))
+}
+
+/// A callback that may finish: the pending authorization its `state` names (taken out once),
+/// started in this browser, answered by the expected server with a code; else how it ends.
+async fn accept_callback(
+    app: &App,
+    url: &Url,
+    browser: Option<&str>,
+) -> Result<Result<(SubjectStoreStub, SubjectId, PendingAuthorization, String), Finished>, Error> {
+    let cb = Callback::from_query(url);
+    let not_ours = Finished::Refused("This sign-in response is not one this gateway is waiting for.");
+    let Some(state) = cb.state.as_deref().and_then(keys::parse_state) else { return Ok(Err(not_ours)) };
+    let Some(store) = app.store_at(&state.routing)? else { return Ok(Err(not_ours)) };
+    let Some((subject, pending)) = store.call(TakeAuthorization { state_hash: state.hash }).await? else {
+        return Ok(Err(Finished::Refused(
+            "This sign-in response was already used, has expired, or was not sent by this gateway. Open your connect link again.",
+        )));
+    };
+    // The browser that pressed "Continue" must be the one coming back: otherwise someone else's
+    // sign-in would be stored as this subject's connection.
+    if !browser.is_some_and(|b| pending.browser_hash.matches(b)) {
+        return Ok(Err(Finished::Refused(
+            "This sign-in was started in another browser. Open your connect link again in this browser.",
+        )));
+    }
+    let refused = match check_callback(&cb, &pending.server) {
+        Ok(code) => return Ok(Ok((store, subject, pending, code))),
+        Err(CallbackError::Denied(error)) if error == "access_denied" => Finished::Denied,
+        Err(CallbackError::Denied(error)) => {
+            worker::console_error!(
+                "mcp-authbridge: authorization for '{}' answered {error}",
+                pending.upstream
+            );
+            Finished::ServerFailed
+        }
+        Err(CallbackError::MissingCode) => Finished::Refused("The sign-in response carries no code."),
+        Err(CallbackError::WrongIssuer | CallbackError::MissingIssuer) => {
+            Finished::Refused("The sign-in response did not come from the expected server.")
+        }
+    };
+    Ok(Err(refused))
 }

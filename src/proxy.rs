@@ -7,7 +7,7 @@ use crate::app::App;
 use crate::connect::mint_link;
 use crate::core::connect::DEFAULT_LINK_SECONDS;
 use crate::core::headers::{connection_listed, forward_request_header, forward_response_header};
-use crate::core::ids::UpstreamId;
+use crate::core::ids::{SubjectId, UpstreamId};
 use crate::core::keys;
 use crate::core::mcp;
 use crate::core::policy::{check_url, same_origin, CheckedUrl};
@@ -80,7 +80,7 @@ struct Prepared {
     plan: HeaderPlan,
     route: Route,
     target: CheckedUrl,
-    subject: String,
+    subject: SubjectId,
     values: BTreeMap<String, UserValue>,
     access_token: Option<Sealed>,
     connection: Option<ConnectionSeen>,
@@ -143,7 +143,7 @@ async fn prepare(app: &App, req: &Request, upstream_id: &str, route: Route) -> R
     }
     let target = match route {
         Route::Mcp | Route::SseOpen => upstream.url.clone(),
-        Route::SseMessage => session_target(app, req, &upstream, &subject)?,
+        Route::SseMessage => session_target(app, req, &upstream, subject.as_str())?,
     };
     let target = check_url(&target, app.config.allow_private_upstreams).map_err(|e| {
         worker::console_error!("mcp-authbridge: upstream '{upstream_id}' URL refused by policy: {e}");
@@ -173,7 +173,34 @@ async fn forward(
     mut p: Prepared,
     body: Option<Vec<u8>>,
 ) -> Result<Response, Error> {
-    let upstream_id = p.upstream.id.as_str().to_string();
+    let (resp, sent) = exchange(app, req, &mut p, body).await?;
+    let status = resp.status_code();
+    if let Some(seen) = works_again(sent.per_user, p.connection, status) {
+        let op = SetConnectionStatus {
+            upstream: p.upstream.id.clone(),
+            status: ConnectionStatus::Connected,
+            seen: Some(seen),
+        };
+        let store = p.store.clone();
+        app.ctx.wait_until(async move {
+            let _ = store.call(op).await;
+        });
+    }
+    match (p.route, p.keyring.take()) {
+        (Route::SseOpen, Some(keyring)) if status == 200 => relay_legacy(app, resp, p, keyring).await,
+        _ => Ok(relay(resp)),
+    }
+}
+
+/// Sends the request with the rendered headers, and once more after a refresh when the
+/// upstream refused the access token; answers the response to relay and what was sent.
+async fn exchange(
+    app: &App,
+    req: &Request,
+    p: &mut Prepared,
+    body: Option<Vec<u8>>,
+) -> Result<(Response, Sent), Error> {
+    let upstream_id = p.upstream.id.to_string();
     let upstream_id = upstream_id.as_str();
     let mut sent = Sent { per_user: p.plan.per_user(), access_token: false, retried: false };
     // With OAuth, a 401 is answered by one refresh and one retry, which needs the body again.
@@ -182,9 +209,9 @@ async fn forward(
     let listed = connection_listed(http::header(req, "connection").as_deref());
     let forwarded: Vec<(String, String)> =
         req.headers().entries().filter(|(name, _)| forward_request_header(name, &listed)).collect();
-    let resp = loop {
-        let rendered = match render_headers(app, &p).await {
-            Err(Error::ConnectionRequired { .. }) => return Err(connection_required(app, &p).await),
+    loop {
+        let rendered = match render_headers(app, p).await {
+            Err(Error::ConnectionRequired { .. }) => return Err(connection_required(app, p).await),
             rendered => rendered?,
         };
         let out = Headers::new();
@@ -197,16 +224,16 @@ async fn forward(
         sent.access_token = p.access_token.is_some() && p.plan.uses_oauth();
         let resp = send(app, req.method(), &p.target, out, body.take(), upstream_id).await?;
         match after_upstream(resp.status_code(), sent) {
+            Next::Relay => return Ok((resp, sent)),
             Next::RefreshAndRetry => {}
-            Next::Relay => break resp,
             Next::Reconnect => {
                 let op = SetConnectionStatus {
-                    upstream: upstream_id.into(),
+                    upstream: p.upstream.id.clone(),
                     status: ConnectionStatus::ConnectionRequired,
                     seen: p.connection.map(|c| c.updated_at),
                 };
                 p.store.call(op).await?;
-                return Err(connection_required(app, &p).await);
+                return Err(connection_required(app, p).await);
             }
             Next::OperatorCredentialsRejected => {
                 return Err(Error::UpstreamRejectedCredentials { upstream: upstream_id.into() })
@@ -215,57 +242,48 @@ async fn forward(
         }
         // The token was refused: refresh once (or take the token another request refreshed),
         // then retry once.
-        let Some(rejected) = p.access_token.clone() else { return Err(connection_required(app, &p).await) };
-        match p.store.call(RefreshAfterRejection { upstream: upstream_id.into(), rejected }).await? {
+        let Some(rejected) = p.access_token.clone() else { return Err(connection_required(app, p).await) };
+        match p.store.call(RefreshAfterRejection { upstream: p.upstream.id.clone(), rejected }).await? {
             Refreshed::Token { access_token, updated_at } => {
                 p.connection = Some(ConnectionSeen { status: ConnectionStatus::Connected, updated_at });
                 p.access_token = Some(access_token);
             }
-            Refreshed::ConnectionRequired => return Err(connection_required(app, &p).await),
+            Refreshed::ConnectionRequired => return Err(connection_required(app, p).await),
             Refreshed::Unavailable => {
                 return Err(Error::AuthorizationServerUnavailable { upstream: upstream_id.into() })
             }
         }
         body = retry_body.take();
         sent.retried = true;
-    };
-    let status = resp.status_code();
-    if let Some(seen) = works_again(sent.per_user, p.connection, status) {
-        let op = SetConnectionStatus {
-            upstream: upstream_id.into(),
-            status: ConnectionStatus::Connected,
-            seen: Some(seen),
-        };
-        let store = p.store;
-        app.ctx.wait_until(async move {
-            let _ = store.call(op).await;
+    }
+}
+
+/// A legacy event stream: checked to be one, then relayed with its endpoint rewritten.
+async fn relay_legacy(
+    app: &App,
+    resp: Response,
+    p: Prepared,
+    keyring: Rc<Keyring>,
+) -> Result<Response, Error> {
+    let is_event_stream = resp
+        .headers()
+        .get("content-type")
+        .ok()
+        .flatten()
+        .is_some_and(|ct| ct.trim().to_ascii_lowercase().starts_with("text/event-stream"));
+    if !is_event_stream {
+        return Err(Error::UpstreamProtocol {
+            upstream: p.upstream.id.to_string(),
+            detail: "the legacy SSE endpoint did not answer with an event stream".into(),
         });
     }
-
-    match (p.route, p.keyring) {
-        (Route::SseOpen, Some(keyring)) if status == 200 => {
-            let is_event_stream = resp
-                .headers()
-                .get("content-type")
-                .ok()
-                .flatten()
-                .is_some_and(|ct| ct.trim().to_ascii_lowercase().starts_with("text/event-stream"));
-            if !is_event_stream {
-                return Err(Error::UpstreamProtocol {
-                    upstream: upstream_id.into(),
-                    detail: "the legacy SSE endpoint did not answer with an event stream".into(),
-                });
-            }
-            let rewrite = EndpointRewrite {
-                keyring,
-                upstream_id: p.upstream.id.as_str().to_string(),
-                upstream_url: (*p.target).clone(),
-                subject: p.subject,
-            };
-            relay_rewritten(resp, rewrite, app.config.upstream_timeout_ms).await
-        }
-        _ => Ok(relay(resp)),
-    }
+    let rewrite = EndpointRewrite {
+        keyring,
+        upstream_id: p.upstream.id.to_string(),
+        upstream_url: (*p.target).clone(),
+        subject: p.subject.to_string(),
+    };
+    relay_rewritten(resp, rewrite, app.config.upstream_timeout_ms).await
 }
 
 fn refuse_redirect(upstream_id: &str, resp: &Response) -> Error {
@@ -283,13 +301,12 @@ fn refuse_redirect(upstream_id: &str, resp: &Response) -> Error {
 /// The `connection_required` answer, with a fresh connect link for this subject and upstream
 /// (API.md §1). If the link cannot be made, the answer still goes out, without one.
 async fn connection_required(app: &App, p: &Prepared) -> Error {
-    let upstream = p.upstream.id.as_str().to_string();
-    let link = mint_link(app, &p.store, &p.routing, &p.subject, &upstream, DEFAULT_LINK_SECONDS).await;
+    let link = mint_link(app, &p.store, &p.routing, &p.subject, &p.upstream.id, DEFAULT_LINK_SECONDS).await;
     let connect_url = link
         .map_err(|e| worker::console_error!("mcp-authbridge: could not make a connect link: {e:?}"))
         .ok()
         .map(|(url, _)| url);
-    Error::ConnectionRequired { upstream, connect_url }
+    Error::ConnectionRequired { upstream: p.upstream.id.to_string(), connect_url }
 }
 
 /// Step 5: open every value the templates read, then render them (`core::request::render`).

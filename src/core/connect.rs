@@ -4,6 +4,7 @@
 
 use super::encoding::rfc3339;
 use super::headers::is_field_value;
+use super::ids::{SubjectId, UpstreamId};
 use super::secret::Secret;
 use super::upstream::UserField;
 use serde::{Deserialize, Serialize};
@@ -19,8 +20,8 @@ pub const MAX_FIELD_LEN: usize = 4096;
 /// A link as stored in its subject's Durable Object, under the SHA-256 of its token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkRecord {
-    pub subject: String,
-    pub upstream: String,
+    pub subject: SubjectId,
+    pub upstream: UpstreamId,
     pub expires_at: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub used_at: Option<u64>,
@@ -218,8 +219,8 @@ mod tests {
     #[test]
     fn link_states() {
         let mut link = LinkRecord {
-            subject: "a".into(),
-            upstream: "u".into(),
+            subject: SubjectId::parse("a").unwrap(),
+            upstream: UpstreamId::parse("u").unwrap(),
             expires_at: 10,
             used_at: None,
             created_at: 0,

@@ -8,7 +8,7 @@
 //! same reason: it routes itself.
 
 use super::encoding::{b64url, hex};
-use super::ids::UpstreamId;
+use super::ids::{SubjectId, UpstreamId};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
@@ -220,7 +220,7 @@ impl<'de> Deserialize<'de> for KeyScope {
 pub struct KeyRecord {
     pub id: String,
     pub hash: KeyHash,
-    pub subject: String,
+    pub subject: SubjectId,
     pub upstreams: KeyScope,
     pub expires_at: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -267,7 +267,7 @@ mod record_tests {
         KeyRecord {
             id: "id".into(),
             hash: KeyHash::of("k"),
-            subject: "alice".into(),
+            subject: SubjectId::parse("alice").unwrap(),
             upstreams: KeyScope::parse(upstreams).unwrap(),
             expires_at,
             label: None,

@@ -159,7 +159,7 @@ pub fn status_change_applies(
 
 /// What a refresh came to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Refreshed {
     /// A usable access token (sealed): freshly refreshed, or already refreshed by another
     /// request; `updated_at` is the connection's, for later compare-and-set.

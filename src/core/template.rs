@@ -84,7 +84,7 @@ impl fmt::Display for TemplateError {
     }
 }
 
-/// Worker secrets a template may never read (API.md §5).
+/// Worker secrets a template may never read (API.md §2).
 pub const RESERVED_ENV: [&str; 2] = ["ADMIN_TOKEN", "ENCRYPTION_KEY"];
 
 /// Worker var names: letters, digits and '_'.

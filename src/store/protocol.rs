@@ -4,6 +4,7 @@
 //! succeeds makes one such call (`Resolve`).
 
 use crate::core::connect::LinkRecord;
+use crate::core::ids::{SecretName, SubjectId, UpstreamId};
 use crate::core::keys::{KeyHash, KeyRecord};
 use crate::core::oauth::discovery::AuthServer;
 use crate::core::oauth::grant::{OAuthClient, OAuthGrant};
@@ -37,9 +38,10 @@ macro_rules! operations {
             }
         )*
 
-        /// Every operation, as it travels (`{"op": "resolve", ...}`).
+        /// Every operation, as it travels (`{"resolve": {...}}`: externally tagged, so it is read
+        /// without buffering).
         #[derive(Serialize, Deserialize)]
-        #[serde(tag = "op", rename_all = "snake_case")]
+        #[serde(rename_all = "snake_case")]
         pub enum Op {
             $($name($name)),*
         }
@@ -48,26 +50,27 @@ macro_rules! operations {
 
 operations! {
     /// Authenticate a key for an upstream and fetch the sealed per-user values it needs; with
-    /// `oauth`, the access token too, refreshed first if due.
+    /// `oauth`, the access token too, refreshed first if due. `upstream` is the name in the URL,
+    /// checked or not: an unknown one must still be told apart from a bad key (401 before 404).
     Resolve { key_hash: KeyHash, upstream: String, user: Vec<String>, oauth: bool } -> Resolved;
     /// The upstream answered 401 to `rejected` (the sealed access token sent): refresh, unless
     /// another request already did.
-    RefreshAfterRejection { upstream: String, rejected: Sealed } -> Refreshed;
+    RefreshAfterRejection { upstream: UpstreamId, rejected: Sealed } -> Refreshed;
     CreateKey { key: KeyRecord } -> ();
     ListKeys {} -> Vec<KeyRecord>;
     /// Answers whether the key existed.
     RevokeKey { id: String } -> bool;
-    PutSecret { subject: String, name: String, sealed: Sealed } -> ();
+    PutSecret { subject: SubjectId, name: SecretName, sealed: Sealed } -> ();
     ListConnections {} -> Vec<ConnectionSummary>;
     /// Compare-and-set (`core::request::status_change_applies`); answers whether it applied.
-    SetConnectionStatus { upstream: String, status: ConnectionStatus, seen: Option<u64> } -> bool;
+    SetConnectionStatus { upstream: UpstreamId, status: ConnectionStatus, seen: Option<u64> } -> bool;
     /// Forgets the connection, then revokes its grant at the authorization server (RFC 7009).
-    DeleteConnection { upstream: String } -> Deleted;
+    DeleteConnection { upstream: UpstreamId } -> Deleted;
     /// Keeps a pending authorization (≤ 10 minutes) under the SHA-256 of its `state`.
     BeginAuthorization { state_hash: KeyHash, pending: Box<PendingAuthorization> } -> ();
     /// Takes a pending authorization out, once (with the subject): a second callback with the
     /// same `state` finds nothing.
-    TakeAuthorization { state_hash: KeyHash } -> Option<(String, PendingAuthorization)>;
+    TakeAuthorization { state_hash: KeyHash } -> Option<(SubjectId, PendingAuthorization)>;
     CreateLink { hash: KeyHash, link: LinkRecord } -> ();
     GetLink { hash: KeyHash } -> Option<LinkRecord>;
     /// Stores what the user connected (typed values, or an OAuth grant) and uses the link up,
@@ -87,12 +90,12 @@ operations! {
 
 /// What `Resolve` found.
 #[derive(Serialize, Deserialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Resolved {
     InvalidKey,
     NotAllowed,
     Ok {
-        subject: String,
+        subject: SubjectId,
         /// Each `{{user.NAME}}` value found, by name.
         values: BTreeMap<String, UserValue>,
         /// The OAuth access token, sealed (`Connection { value: AccessToken }`).
@@ -105,7 +108,7 @@ pub enum Resolved {
 
 /// What `DeleteConnection` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Deleted {
     NotFound,
     /// `revoked`: the authorization server accepted the revocation of the grant.
@@ -127,7 +130,7 @@ pub enum LinkOutcome {
 /// A connection as `ListConnections` reports it.
 #[derive(Serialize, Deserialize)]
 pub struct ConnectionSummary {
-    pub upstream: String,
+    pub upstream: UpstreamId,
     pub status: ConnectionStatus,
     pub expires_at: Option<u64>,
     pub scopes: Option<Vec<String>>,
@@ -138,7 +141,7 @@ pub struct ConnectionSummary {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingAuthorization {
     pub link_hash: KeyHash,
-    pub upstream: String,
+    pub upstream: UpstreamId,
     /// The PKCE verifier, sealed (`Context::PendingVerifier`).
     pub verifier: Sealed,
     pub server: AuthServer,

@@ -12,6 +12,7 @@ use worker::{Env, ObjectNamespace};
 /// The Durable Object binding of the subject stores (wrangler.toml).
 pub const BINDING: &str = "SUBJECTS";
 
+#[derive(Clone)]
 pub struct SubjectStoreStub(JsValue);
 
 fn namespace(env: &Env) -> Result<ObjectNamespace, Error> {

@@ -1,6 +1,7 @@
-//! The gateway as an OAuth client of an upstream's authorization server (protocol.md "OAuth,
-//! client side"): discovery, PKCE, the authorization request and callback, token requests and
-//! responses, and when to refresh. Pure: the Worker glue does the HTTP.
+//! The gateway as an OAuth client of an upstream's authorization server (ARCHITECTURE.md
+//! "Connect and OAuth flows"): discovery, PKCE, the authorization request and callback, token
+//! requests and responses, when to refresh, and the grant a connection keeps. Pure: the Worker
+//! glue does the HTTP.
 
 pub mod discovery;
 pub mod flow;

@@ -2,6 +2,7 @@
 //! status, the admin list, and forgetting one.
 
 use super::SubjectStore;
+use crate::core::ids::UpstreamId;
 use crate::core::keys::{Access, KeyRecord};
 use crate::core::oauth::token::refresh_due;
 use crate::core::request::{pick_user_value, status_change_applies, token_after_refresh};
@@ -71,18 +72,20 @@ impl SubjectStore {
         let conns = self.list::<Connection>(&CONNECTIONS).await?;
         Ok(conns
             .into_iter()
-            .map(|(upstream, c)| ConnectionSummary {
-                upstream,
-                status: c.status,
-                expires_at: c.expires_at,
-                scopes: c.scopes,
-                updated_at: c.updated_at,
+            .filter_map(|(upstream, c)| {
+                Some(ConnectionSummary {
+                    upstream: UpstreamId::parse(&upstream).ok()?,
+                    status: c.status,
+                    expires_at: c.expires_at,
+                    scopes: c.scopes,
+                    updated_at: c.updated_at,
+                })
             })
             .collect())
     }
 
     pub(super) async fn set_connection_status(&self, op: SetConnectionStatus) -> Result<bool> {
-        let key = CONNECTIONS.key(&op.upstream);
+        let key = CONNECTIONS.key(op.upstream.as_str());
         let existing: Option<Connection> = self.storage().get(&key).await?;
         if !status_change_applies(existing.as_ref().map(Connection::seen), op.seen, op.status) {
             return Ok(false);
@@ -113,7 +116,7 @@ impl SubjectStore {
         self.storage().delete(&key).await?;
         let revoked = match (&conn.oauth, self.subject().await?) {
             (Some(grant), Some(subject)) => {
-                super::refresh::revoke_grant(&self.env, &subject, upstream, grant).await
+                super::refresh::revoke_grant(&self.env, subject.as_str(), upstream, grant).await
             }
             _ => false,
         };

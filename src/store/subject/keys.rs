@@ -32,6 +32,6 @@ impl SubjectStore {
 
     pub(super) async fn put_secret(&self, op: PutSecret) -> Result<()> {
         self.remember_subject(&op.subject).await?;
-        self.storage().put(&SUBJECT_SECRETS.key(&op.name), &op.sealed).await
+        self.storage().put(&SUBJECT_SECRETS.key(op.name.as_str()), &op.sealed).await
     }
 }

@@ -3,6 +3,7 @@
 
 use super::SubjectStore;
 use crate::core::connect::{LinkRecord, LinkState};
+use crate::core::ids::{SubjectId, UpstreamId};
 use crate::core::keys::KeyHash;
 use crate::core::request::ConnectionStatus;
 use crate::rt::now_ms;
@@ -32,7 +33,7 @@ impl SubjectStore {
     /// Keeps a subject's links bounded: forgets used and expired ones, and keeps at most
     /// `MAX_LIVE_LINKS - 1` live links per upstream before a new one is added (a client that
     /// keeps retrying an unconnected upstream mints a link with every error).
-    async fn prune_links(&self, upstream: &str) -> Result<()> {
+    async fn prune_links(&self, upstream: &UpstreamId) -> Result<()> {
         let now = now_ms();
         let mut live: Vec<(String, LinkRecord)> = Vec::new();
         for (hash, link) in self.list::<LinkRecord>(&LINKS).await? {
@@ -41,7 +42,7 @@ impl SubjectStore {
             let done_at = link.used_at.unwrap_or(link.expires_at);
             if link.state(now) != LinkState::Usable && done_at + LINK_TOMBSTONE_MS < now {
                 self.storage().delete(&LINKS.key(&hash)).await?;
-            } else if link.upstream == upstream && link.state(now) == LinkState::Usable {
+            } else if link.upstream == *upstream && link.state(now) == LinkState::Usable {
                 live.push((hash, link));
             }
         }
@@ -75,7 +76,7 @@ impl SubjectStore {
         link.used_at = Some(now);
         // One transaction: the link is used up exactly when the connection is stored.
         let entries = js_sys::Object::new();
-        let conn_key = CONNECTIONS.key(&link.upstream);
+        let conn_key = CONNECTIONS.key(link.upstream.as_str());
         js_sys::Reflect::set(&entries, &conn_key.as_str().into(), &serde_wasm_bindgen::to_value(&conn)?)?;
         js_sys::Reflect::set(&entries, &key.into(), &serde_wasm_bindgen::to_value(&link)?)?;
         let previous = storage.get::<Connection>(&conn_key).await?.and_then(|c| c.oauth);
@@ -84,7 +85,7 @@ impl SubjectStore {
         if let (Some(old), Some(subject)) = (previous, self.subject().await?) {
             let (env, upstream) = (self.env.clone(), link.upstream.clone());
             self.state.wait_until(async move {
-                super::refresh::revoke_grant(&env, &subject, &upstream, &old).await;
+                super::refresh::revoke_grant(&env, subject.as_str(), upstream.as_str(), &old).await;
             });
         }
         Ok(LinkOutcome::Completed)
@@ -105,7 +106,7 @@ impl SubjectStore {
     pub(super) async fn take_authorization(
         &self,
         state_hash: &KeyHash,
-    ) -> Result<Option<(String, PendingAuthorization)>> {
+    ) -> Result<Option<(SubjectId, PendingAuthorization)>> {
         let storage = self.storage();
         let key = PENDING.key(state_hash.as_str());
         let pending = storage.get::<PendingAuthorization>(&key).await?;

@@ -16,6 +16,7 @@ mod reseal;
 
 use super::protocol::{self as p, Op, Operation};
 use super::schema::{Family, SUBJECT};
+use crate::core::ids::SubjectId;
 use serde::de::DeserializeOwned;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -76,7 +77,7 @@ impl SubjectStore {
         match op {
             Op::Resolve(o) => answer::<p::Resolve>(self.resolve(o).await?),
             Op::RefreshAfterRejection(o) => {
-                answer::<p::RefreshAfterRejection>(self.refresh(&o.upstream, Some(o.rejected)).await?)
+                answer::<p::RefreshAfterRejection>(self.refresh(o.upstream.as_str(), Some(o.rejected)).await?)
             }
             Op::CreateKey(o) => answer::<p::CreateKey>(self.create_key(o.key).await?),
             Op::ListKeys(_) => answer::<p::ListKeys>(self.list_keys().await?),
@@ -87,7 +88,7 @@ impl SubjectStore {
                 answer::<p::SetConnectionStatus>(self.set_connection_status(o).await?)
             }
             Op::DeleteConnection(o) => {
-                answer::<p::DeleteConnection>(self.delete_connection(&o.upstream).await?)
+                answer::<p::DeleteConnection>(self.delete_connection(o.upstream.as_str()).await?)
             }
             Op::BeginAuthorization(o) => answer::<p::BeginAuthorization>(self.begin_authorization(o).await?),
             Op::TakeAuthorization(o) => {
@@ -120,11 +121,11 @@ impl SubjectStore {
         Ok(out)
     }
 
-    async fn subject(&self) -> Result<Option<String>> {
+    async fn subject(&self) -> Result<Option<SubjectId>> {
         self.storage().get(SUBJECT).await
     }
 
-    async fn remember_subject(&self, subject: &str) -> Result<()> {
+    async fn remember_subject(&self, subject: &SubjectId) -> Result<()> {
         if self.subject().await?.is_none() {
             self.storage().put(SUBJECT, subject).await?;
         }

@@ -25,7 +25,13 @@ impl SubjectStore {
         if backoff.is_some_and(|until| now_ms() < until) {
             return Ok(Refreshed::Unavailable);
         }
-        let work = refresh_grant(self.storage(), self.env.clone(), subject, upstream.to_string(), rejected);
+        let work = refresh_grant(
+            self.storage(),
+            self.env.clone(),
+            subject.to_string(),
+            upstream.to_string(),
+            rejected,
+        );
         let outcome = self.state.block_concurrency_while(async move { Ok(work.await) }).await?;
         let mut failed = self.refresh_failed_until.borrow_mut();
         if outcome == Refreshed::Unavailable {

@@ -111,6 +111,7 @@ pub async fn delete_upstream(app: &App, id: &str) -> Result<Response, Error> {
         return Err(Error::NotFound { what: format!("upstream '{id}'") });
     }
     store.delete_upstream(id).await?;
+    store.delete_registrations(id).await?;
     Ok(http::empty(204))
 }
 
@@ -279,14 +280,18 @@ pub async fn list_connections(app: &App, req: &Request) -> Result<Response, Erro
 }
 
 fn connection_view(c: &ConnectionSummary) -> Value {
-    json!({
+    let mut view = json!({
         "id": c.upstream,
         "upstream": c.upstream,
         "status": c.status,
         "expires_at": c.expires_at.map(rfc3339),
         "scopes": c.scopes,
         "updated_at": rfc3339(c.updated_at),
-    })
+    });
+    if let Some(problem) = &c.problem {
+        view["problem"] = json!(problem);
+    }
+    view
 }
 
 /// Subjects one `POST /admin/v1/reseal` re-seals at most: each is a subrequest, and a Worker

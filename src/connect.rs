@@ -269,7 +269,8 @@ pub async fn submit(app: &App, mut req: Request, token: &str) -> Result<Response
         let context = Context::Connection { subject, upstream, value: ConnectionValue::Field(&name) };
         sealed.insert(name.clone(), app.seal(&context, value.expose().as_bytes())?);
     }
-    let op = CompleteLink { hash: open.hash, values: sealed, oauth: None, scopes: None };
+    let origin = open.upstream.place().origin;
+    let op = CompleteLink { hash: open.hash, origin, values: sealed, oauth: None, scopes: None };
     let outcome = open.store.call(op).await?;
     Ok(link_outcome_page(outcome, open.upstream.id.as_str()))
 }

@@ -40,6 +40,7 @@ pub enum Error {
     /// The upstream's authorization server failed while a token had to be refreshed.
     AuthorizationServerUnavailable {
         upstream: String,
+        retry_after: u64,
     },
     UpstreamTimeout {
         upstream: String,
@@ -131,7 +132,7 @@ impl Error {
             Error::UpstreamTimeout { upstream, after_ms } => {
                 (504, "upstream_timeout", format!("upstream '{upstream}' did not answer within {after_ms} ms"))
             }
-            Error::AuthorizationServerUnavailable { upstream } => (
+            Error::AuthorizationServerUnavailable { upstream, .. } => (
                 503,
                 "authorization_server_unavailable",
                 format!("the authorization server of upstream '{upstream}' is unavailable; your connection is kept, try again shortly"),
@@ -223,7 +224,9 @@ impl Error {
                 vec![("WWW-Authenticate", r#"Bearer realm="mcp-authbridge-admin""#.into())]
             }
             Error::MethodNotAllowed { allow } => vec![("Allow", (*allow).into())],
-            Error::AuthorizationServerUnavailable { .. } => vec![("Retry-After", "30".into())],
+            Error::AuthorizationServerUnavailable { retry_after, .. } => {
+                vec![("Retry-After", retry_after.to_string())]
+            }
             Error::StoreUnavailable => vec![("Retry-After", "1".into())],
             Error::AdminRateLimited { retry_after } => vec![("Retry-After", retry_after.to_string())],
             _ => vec![],

@@ -12,8 +12,9 @@ use crate::core::oauth::discovery::{
     resource_metadata_from_challenge, AuthServer,
 };
 use crate::core::oauth::flow::{
-    authorization_url, check_callback, client_metadata_url, parse_registration, redirect_uri,
-    registration_request, scopes, AuthorizationRequest, Callback, CallbackError,
+    arrived_at, authorization_url, check_callback, client_metadata_url, issuer_redirect_uri,
+    parse_registration, redirect_uri, registration_request, scopes, AuthorizationRequest, Callback,
+    CallbackError,
 };
 use crate::core::oauth::grant::{seal_grant, OAuthClient};
 use crate::core::oauth::pkce::Verifier;
@@ -114,13 +115,24 @@ pub async fn discover(config: &Config, upstream: &Upstream) -> Result<(AuthServe
     Err(SetupError(format!("authorization server {issuer}: {last}")))
 }
 
-/// The gateway's client at `server`, with its secret in the clear: the operator's, else the
-/// Client ID Metadata Document, else an RFC 7591 registration (made once, kept sealed in KV).
+/// The gateway's client at `server`, with its secret in the clear, and the redirect URI it
+/// uses there: the operator's client (at `/oauth/callback`, which the operator registered), else
+/// the Client ID Metadata Document (only with servers that send `iss`: one document serves
+/// every server, so the callback must learn from `iss` which one answered), else an RFC 7591
+/// registration, made once and kept sealed in KV, with a redirect URI of its own per issuer
+/// (`/oauth/callback/{tag}`), so a callback tells its server apart even without `iss`
+/// (RFC 9207 §1: mix-up).
+struct Identity {
+    client: ClientAuth,
+    operator: bool,
+    redirect_uri: String,
+}
+
 async fn client_identity(
     app: &App,
     upstream: &Upstream,
     server: &AuthServer,
-) -> Result<ClientAuth, SetupError> {
+) -> Result<Identity, SetupError> {
     let oauth = upstream.oauth.clone().unwrap_or_default();
     let configured_method = oauth.token_endpoint_auth_method;
     if let Some(client_id) = oauth.client_id {
@@ -139,23 +151,26 @@ async fn client_identity(
             secret.is_some(),
             &server.token_endpoint_auth_methods_supported,
         );
-        return Ok(ClientAuth { client_id, client_secret: secret, method });
+        let client = ClientAuth { client_id, client_secret: secret, method };
+        return Ok(Identity { client, operator: true, redirect_uri: redirect_uri(&app.public_origin) });
     }
-    if server.client_id_metadata_document_supported {
+    if server.client_id_metadata_document_supported && server.iss_parameter_supported {
         let client_id = client_metadata_url(&app.public_origin);
-        return Ok(ClientAuth { client_id, client_secret: None, method: AuthMethod::None });
+        let client = ClientAuth { client_id, client_secret: None, method: AuthMethod::None };
+        return Ok(Identity { client, operator: false, redirect_uri: redirect_uri(&app.public_origin) });
     }
     let endpoint = server.registration_endpoint.as_deref().ok_or_else(|| {
         SetupError(
             "the authorization server offers no registration: set oauth.client_id for this upstream".into(),
         )
     })?;
+    let redirect = issuer_redirect_uri(&app.public_origin, &server.issuer);
     let store = app.config_store()?;
-    let key = registration_key(upstream.id.as_str(), &server.issuer, &redirect_uri(&app.public_origin));
+    let key = registration_key(upstream.id.as_str(), &server.issuer, &redirect);
     let context = Context::Registration { upstream: upstream.id.as_str() };
     let stored = store.registration(&key).await?;
     let registered = match stored.and_then(|sealed| app.keyring().ok()?.open(&context, &sealed).ok()) {
-        Some(bytes) => parse_registration(&bytes),
+        Some(bytes) => parse_registration(&bytes).filter(|r| r.usable(now_ms())),
         None => None,
     };
     let registered = match registered {
@@ -163,7 +178,7 @@ async fn client_identity(
         None => {
             let request = OAuthRequest {
                 content_type: Some("application/json"),
-                body: Some(registration_request(&app.public_origin).to_string()),
+                body: Some(registration_request(&app.public_origin, &redirect).to_string()),
                 ..plain(Method::Post, endpoint)
             };
             let answer =
@@ -184,7 +199,9 @@ async fn client_identity(
         registered.client_secret.is_some(),
         &server.token_endpoint_auth_methods_supported,
     );
-    Ok(ClientAuth { client_id: registered.client_id, client_secret: registered.client_secret, method })
+    let client =
+        ClientAuth { client_id: registered.client_id, client_secret: registered.client_secret, method };
+    Ok(Identity { client, operator: false, redirect_uri: redirect })
 }
 
 /// `POST /connect/{token}` for an OAuth upstream: discover, identify, keep a pending
@@ -201,14 +218,14 @@ pub async fn begin(
     // The browser goes there with `state` and the PKCE challenge: https only, like any endpoint.
     check_url(&server.authorization_endpoint, app.config.allow_private_upstreams)
         .map_err(|e| SetupError(format!("authorization endpoint {e}")))?;
-    let client = client_identity(app, upstream, &server).await?;
+    let Identity { client, operator, redirect_uri: redirect } =
+        client_identity(app, upstream, &server).await?;
     let settings = upstream.oauth.clone().unwrap_or_default();
     let resource = settings.resource.then(|| upstream.url.clone());
     let scopes = scopes(settings.scopes.as_deref(), &supported);
     let verifier = Verifier::generate(&random_bytes());
     let routing = app.routing_for(subject.as_str())?;
     let state = keys::generate_state(&routing, &random_bytes());
-    let redirect = redirect_uri(&app.public_origin);
     let url = authorization_url(
         &server,
         &AuthorizationRequest {
@@ -240,12 +257,14 @@ pub async fn begin(
                 .transpose()?,
             method: client.method,
             resource,
+            operator,
         },
         server,
         redirect_uri: redirect,
         scopes,
         expires_at: now_ms() + PENDING_MS,
         browser_hash,
+        origin: Some(upstream.place().origin),
     };
     store.call(BeginAuthorization { state_hash: KeyHash::of(&state), pending: Box::new(pending) }).await?;
     Ok(url)
@@ -287,7 +306,16 @@ pub async fn finish(app: &App, url: &Url, browser: Option<&str>) -> Result<Finis
         other => {
             let why = match other {
                 Ok(TokenOutcome::Failed(e)) => e,
-                Ok(_) => "the code or client was refused".into(),
+                Ok(TokenOutcome::Refused { error, status }) => {
+                    if error == "invalid_client" && !pending.client.operator {
+                        // The cached registration is no longer known there: the next connect
+                        // registers again.
+                        let key = registration_key(upstream, &pending.server.issuer, &pending.redirect_uri);
+                        app.config_store()?.delete_registration(&key).await?;
+                    }
+                    format!("the token endpoint answered {error} ({status})")
+                }
+                Ok(TokenOutcome::Issued(_)) => unreachable!("matched above"),
                 Err(e) => format!("the token endpoint: {e}"),
             };
             worker::console_error!("mcp-authbridge: code exchange for '{upstream}' failed: {why}");
@@ -299,17 +327,20 @@ pub async fn finish(app: &App, url: &Url, browser: Option<&str>) -> Result<Finis
         .as_ref()
         .map(|s| s.split(' ').map(str::to_string).collect())
         .or(Some(pending.scopes.clone()));
-    let grant = seal_grant(
-        &keyring,
-        (subject, upstream),
-        &tokens,
-        None,
-        pending.client.clone(),
-        now_ms(),
-        random_bytes,
-    );
-    let op =
-        CompleteLink { hash: pending.link_hash.clone(), values: BTreeMap::new(), oauth: Some(grant), scopes };
+    // An operator's client is read from the upstream at every refresh: the grant keeps no copy
+    // of its secret.
+    let mut kept = pending.client.clone();
+    if kept.operator {
+        kept.client_secret = None;
+    }
+    let grant = seal_grant(&keyring, (subject, upstream), &tokens, None, kept, now_ms(), random_bytes);
+    let op = CompleteLink {
+        hash: pending.link_hash.clone(),
+        origin: pending.origin.clone().unwrap_or_default(),
+        values: BTreeMap::new(),
+        oauth: Some(grant),
+        scopes,
+    };
     let outcome = store.call(op).await?;
     if outcome != LinkOutcome::Completed {
         // Tokens were issued for a link that can no longer take them: give them back.
@@ -346,6 +377,10 @@ async fn accept_callback(
         return Ok(Err(Finished::Refused(
             "This sign-in was started in another browser. Open your connect link again in this browser.",
         )));
+    }
+    // A registration's callback comes back on its server's own path (mix-up defence).
+    if !arrived_at(&pending.redirect_uri, url) {
+        return Ok(Err(Finished::Refused("The sign-in response did not come from the expected server.")));
     }
     let refused = match check_callback(&cb, &pending.server) {
         Ok(code) => return Ok(Ok((store, subject, pending, code))),

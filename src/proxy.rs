@@ -115,6 +115,7 @@ async fn prepare(app: &App, req: &Request, upstream_id: &str, route: Route) -> R
     let op = Resolve {
         key_hash: key.hash,
         upstream: upstream_id.into(),
+        place: upstream.as_ref().map(Upstream::place),
         user: plan.user_names(),
         oauth: plan.uses_oauth(),
     };
@@ -124,8 +125,8 @@ async fn prepare(app: &App, req: &Request, upstream_id: &str, route: Route) -> R
             return Err(Error::KeyNotAllowed { upstream: upstream_id.into() })
         }
         Resolved::NotAllowed => return Err(Error::UnknownUpstream { upstream: upstream_id.into() }),
-        Resolved::Ok { oauth_unavailable: true, .. } => {
-            return Err(Error::AuthorizationServerUnavailable { upstream: upstream_id.into() })
+        Resolved::Ok { oauth_unavailable: Some(retry_after), .. } => {
+            return Err(Error::AuthorizationServerUnavailable { upstream: upstream_id.into(), retry_after })
         }
         Resolved::Ok { subject, values, access_token, connection, .. } => {
             (subject, values, access_token, connection)
@@ -249,8 +250,11 @@ async fn exchange(
                 p.access_token = Some(access_token);
             }
             Refreshed::ConnectionRequired => return Err(connection_required(app, p).await),
-            Refreshed::Unavailable => {
-                return Err(Error::AuthorizationServerUnavailable { upstream: upstream_id.into() })
+            Refreshed::Unavailable { retry_after } => {
+                return Err(Error::AuthorizationServerUnavailable {
+                    upstream: upstream_id.into(),
+                    retry_after,
+                })
             }
         }
         body = retry_body.take();

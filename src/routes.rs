@@ -41,7 +41,9 @@ pub async fn handle(app: &App, req: Request) -> Response {
         (Method::Get, ["connect", token]) => crate::connect::page(app, &req, token).await,
         (Method::Post, ["connect", token]) => crate::connect::submit(app, req, token).await,
         (_, ["connect", _]) => Err(Error::MethodNotAllowed { allow: "GET, POST" }),
-        (Method::Get, ["oauth", "callback"]) => crate::connect::callback(app, &req).await,
+        (Method::Get, ["oauth", "callback"] | ["oauth", "callback", _]) => {
+            crate::connect::callback(app, &req).await
+        }
         (Method::Get, ["oauth", "client-metadata.json"]) => Ok(crate::connect::client_metadata(app)),
 
         // Admin API (API.md §4)

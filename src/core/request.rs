@@ -26,6 +26,29 @@ pub struct ConnectionSeen {
     pub updated_at: u64,
 }
 
+/// Where an upstream is now, as far as credentials given for it are concerned: its origin,
+/// and for OAuth the authorization server it is pinned to and the RFC 8707 resource its tokens
+/// are for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Place {
+    pub origin: String,
+    pub issuer: Option<String>,
+    pub resource: Option<String>,
+}
+
+/// API.md §4 "Credentials stay where the user gave them": a connection made for an origin (and
+/// a grant obtained from an issuer for a resource) is used only while the upstream is still
+/// there. `origin` is the one the connection recorded (none for records made before origins
+/// were recorded: bound on their next use); `grant` is the grant's issuer and resource.
+pub fn still_bound(origin: Option<&str>, grant: Option<(&str, Option<&str>)>, now: &Place) -> bool {
+    let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
+    let origin_ok = origin.is_none_or(|o| same(o, &now.origin));
+    let grant_ok = grant.is_none_or(|(issuer, resource)| {
+        now.issuer.as_deref().is_none_or(|pinned| same(pinned, issuer)) && resource == now.resource.as_deref()
+    });
+    origin_ok && grant_ok
+}
+
 /// Where a `{{user.NAME}}` value was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -166,8 +189,9 @@ pub enum Refreshed {
     Token { access_token: Sealed, updated_at: u64 },
     /// The grant is dead (`invalid_grant`, or nothing to refresh with): the user must connect again.
     ConnectionRequired,
-    /// The authorization server could not be reached or failed; nothing was changed.
-    Unavailable,
+    /// The authorization server could not be reached or failed; the grant is kept. Try again
+    /// after `retry_after` seconds.
+    Unavailable { retry_after: u64 },
 }
 
 /// Whether a refresh must still happen once the store holds the refresh lock: after a 401 only
@@ -191,14 +215,17 @@ pub fn token_after_refresh(
     match outcome {
         Refreshed::Token { access_token, .. } => Ok(Some(access_token)),
         Refreshed::ConnectionRequired => Ok(None),
-        Refreshed::Unavailable if still_valid => Ok(Some(held)),
-        Refreshed::Unavailable => Err(AuthorizationServerDown),
+        Refreshed::Unavailable { .. } if still_valid => Ok(Some(held)),
+        Refreshed::Unavailable { retry_after } => Err(AuthorizationServerDown { retry_after }),
     }
 }
 
-/// The upstream's authorization server failed and the token it would replace has expired.
+/// The upstream's authorization server failed and the token it would replace has expired: try
+/// again after `retry_after` seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AuthorizationServerDown;
+pub struct AuthorizationServerDown {
+    pub retry_after: u64,
+}
 
 #[cfg(test)]
 mod tests {
@@ -291,6 +318,26 @@ mod tests {
     }
 
     #[test]
+    fn credentials_stay_where_they_were_given() {
+        let here = Place {
+            origin: "https://mcp.example".into(),
+            issuer: Some("https://as.example/".into()),
+            resource: Some("https://mcp.example/mcp".into()),
+        };
+        let grant = Some(("https://as.example", Some("https://mcp.example/mcp")));
+        assert!(still_bound(Some("https://mcp.example"), grant, &here));
+        assert!(still_bound(None, grant, &here), "a record from before origins were kept");
+        assert!(still_bound(Some("https://mcp.example"), None, &here), "typed values");
+        assert!(!still_bound(Some("https://evil.example"), None, &here), "moved to another origin");
+        let other_as = Place { issuer: Some("https://other-as.example".into()), ..here.clone() };
+        assert!(!still_bound(Some("https://mcp.example"), grant, &other_as), "another authorization server");
+        let other_path = Place { resource: Some("https://mcp.example/v2".into()), ..here.clone() };
+        assert!(!still_bound(Some("https://mcp.example"), grant, &other_path), "tokens for another resource");
+        let not_pinned = Place { issuer: None, ..here.clone() };
+        assert!(still_bound(Some("https://mcp.example"), grant, &not_pinned));
+    }
+
+    #[test]
     fn status_changes_are_compare_and_set() {
         let c = |status, updated_at| Some(ConnectionSeen { status, updated_at });
         use ConnectionStatus::*;
@@ -316,10 +363,11 @@ mod tests {
         let fresh = Refreshed::Token { access_token: sealed(3), updated_at: 1 };
         assert_eq!(token_after_refresh(fresh, sealed(1), false), Ok(Some(sealed(3))));
         assert_eq!(token_after_refresh(Refreshed::ConnectionRequired, sealed(1), true), Ok(None));
-        assert_eq!(token_after_refresh(Refreshed::Unavailable, sealed(1), true), Ok(Some(sealed(1))));
+        let down = Refreshed::Unavailable { retry_after: 4 };
+        assert_eq!(token_after_refresh(down.clone(), sealed(1), true), Ok(Some(sealed(1))));
         assert_eq!(
-            token_after_refresh(Refreshed::Unavailable, sealed(1), false),
-            Err(AuthorizationServerDown)
+            token_after_refresh(down, sealed(1), false),
+            Err(AuthorizationServerDown { retry_after: 4 })
         );
     }
 }

@@ -178,7 +178,16 @@ fn parse_oauth(v: &Value, allow_private: bool) -> Result<(OAuthSettings, Option<
         },
         resource,
     };
-    Ok((settings, string_at(obj, "client_secret", "oauth.client_secret")?.map(Secret::new)))
+    let secret = string_at(obj, "client_secret", "oauth.client_secret")?.map(Secret::new);
+    // The operator's secret goes only to the server the operator named, never to whichever
+    // server discovery finds.
+    if secret.is_some() && settings.authorization_server.is_none() {
+        return Err(FieldError::new(
+            "oauth.authorization_server",
+            "is required with oauth.client_secret: the secret is sent only to the server named here",
+        ));
+    }
+    Ok((settings, secret))
 }
 
 fn parse_user_fields(v: &Value) -> Result<Vec<UserField>, FieldError> {
@@ -316,6 +325,17 @@ impl Upstream {
         Ok(HeaderPlan { templates, sources })
     }
 
+    /// Where it is now, for `core::request::still_bound`.
+    pub fn place(&self) -> super::request::Place {
+        let origin = url::Url::parse(&self.url).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
+        let oauth = self.oauth.as_ref();
+        super::request::Place {
+            origin,
+            issuer: oauth.and_then(|o| o.authorization_server.clone()),
+            resource: oauth.filter(|o| o.resource).map(|_| self.url.clone()),
+        }
+    }
+
     /// What the admin API shows: never a secret.
     pub fn public_view(&self) -> Value {
         let mut v = json!({
@@ -363,7 +383,8 @@ mod tests {
             "transport": "sse",
             "headers": {"X-API-KEY": "{{user.api_key}}", "X-Tenant-ID": "{{secret.tenant}}"},
             "user_fields": [{"name": "api_key", "label": "API key"}],
-            "oauth": {"scopes": ["read"], "client_id": "c", "client_secret": "s", "resource": false}
+            "oauth": {"scopes": ["read"], "client_id": "c", "client_secret": "s", "resource": false,
+                      "authorization_server": "https://as.example"}
         }))
         .unwrap();
         assert_eq!(d.upstream.transport, Transport::Sse);
@@ -442,6 +463,10 @@ mod tests {
             "oauth.authorization_server"
         );
         assert!(parse_upstream(&svc(), &json!({"url": "http://a.example/"}), false, 0).is_err());
+        assert_eq!(
+            field_of(json!({"url": "http://a.example/", "oauth": {"client_id": "c", "client_secret": "s"}})),
+            "oauth.authorization_server"
+        );
     }
 
     #[test]

@@ -116,6 +116,19 @@ impl ConfigStore {
         self.kv.put(key, sealed.as_str()).map_err(Error::internal)?.execute().await.map_err(Error::internal)
     }
 
+    pub async fn delete_registration(&self, key: &str) -> Result<(), Error> {
+        self.kv.delete(key).await.map_err(Error::internal)
+    }
+
+    /// Forgets every registration made for `upstream` (it was deleted: a new upstream with
+    /// the same id starts afresh).
+    pub async fn delete_registrations(&self, upstream: &str) -> Result<(), Error> {
+        for key in self.keys(&REGISTRATIONS.key(&format!("{upstream}:"))).await? {
+            self.delete_registration(&key).await?;
+        }
+        Ok(())
+    }
+
     pub async fn secret(&self, name: &str) -> Result<Option<Sealed>, Error> {
         read_through(&SECRET_CACHE, name, self.secret_uncached(name)).await
     }

@@ -8,7 +8,8 @@ use crate::core::ids::{SecretName, SubjectId, UpstreamId};
 use crate::core::keys::{KeyHash, KeyRecord};
 use crate::core::oauth::discovery::AuthServer;
 use crate::core::oauth::grant::{OAuthClient, OAuthGrant};
-use crate::core::request::{ConnectionSeen, ConnectionStatus, Refreshed, UserValue};
+use crate::core::oauth::refresh::Failing;
+use crate::core::request::{ConnectionSeen, ConnectionStatus, Place, Refreshed, UserValue};
 use crate::core::seal::{Resealed, Sealed};
 use crate::core::throttle::Verdict;
 use serde::de::DeserializeOwned;
@@ -52,7 +53,7 @@ operations! {
     /// Authenticate a key for an upstream and fetch the sealed per-user values it needs; with
     /// `oauth`, the access token too, refreshed first if due. `upstream` is the name in the URL,
     /// checked or not: an unknown one must still be told apart from a bad key (401 before 404).
-    Resolve { key_hash: KeyHash, upstream: String, user: Vec<String>, oauth: bool } -> Resolved;
+    Resolve { key_hash: KeyHash, upstream: String, place: Option<Place>, user: Vec<String>, oauth: bool } -> Resolved;
     /// The upstream answered 401 to `rejected` (the sealed access token sent): refresh, unless
     /// another request already did.
     RefreshAfterRejection { upstream: UpstreamId, rejected: Sealed } -> Refreshed;
@@ -77,6 +78,7 @@ operations! {
     /// atomically.
     CompleteLink {
         hash: KeyHash,
+        origin: String,
         values: BTreeMap<String, Sealed>,
         oauth: Option<OAuthGrant>,
         scopes: Option<Vec<String>>,
@@ -101,8 +103,9 @@ pub enum Resolved {
         /// The OAuth access token, sealed (`Connection { value: AccessToken }`).
         access_token: Option<Sealed>,
         connection: Option<ConnectionSeen>,
-        /// The access token is due and its server could not refresh it: answer 503.
-        oauth_unavailable: bool,
+        /// The access token has expired and its server could not refresh it: answer 503, and
+        /// say when to try again (seconds).
+        oauth_unavailable: Option<u64>,
     },
 }
 
@@ -135,6 +138,8 @@ pub struct ConnectionSummary {
     pub expires_at: Option<u64>,
     pub scopes: Option<Vec<String>>,
     pub updated_at: u64,
+    /// Something the operator must fix (e.g. `invalid_client` at the authorization server).
+    pub problem: Option<String>,
 }
 
 /// An authorization in flight: what the callback needs to finish it.
@@ -151,6 +156,9 @@ pub struct PendingAuthorization {
     pub expires_at: u64,
     /// Binds the callback to the browser that started it.
     pub browser_hash: KeyHash,
+    /// The upstream's origin when the connect began: what the connection is bound to.
+    #[serde(default)]
+    pub origin: Option<String>,
 }
 
 /// A subject × upstream connection, as stored under `schema::CONNECTIONS`.
@@ -167,6 +175,16 @@ pub struct Connection {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth: Option<OAuthGrant>,
     pub updated_at: u64,
+    /// Where the connection was made: the upstream's origin then. Records made before this was
+    /// kept have none, and are bound on their next use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// The grant's refreshes are failing: since when, and when to try again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_failing: Option<Failing>,
+    /// Something the operator must fix (e.g. `invalid_client`), shown in the connections list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 impl Connection {

@@ -516,7 +516,7 @@ test('ENCRYPTION_KEY rotation: "B,A" opens what A sealed and re-seals it under B
   assert.equal((await finishOAuthConnect(gw, as, await startOAuthConnect(gw, oauthLink), 'rot-oauth')).status, 200);
   const pendingLink = (await newLink(gw, 'rot-pending', 'oauthy')).url;
   const pending = await startOAuthConnect(gw, pendingLink);
-  await putUpstream(gw, 'rot-client', { url: oauthMcp.url, oauth: { client_id: 'rot-client', client_secret: 'rot-client-secret-' + rand() } });
+  await putUpstream(gw, 'rot-client', { url: oauthMcp.url, oauth: { client_id: 'rot-client', client_secret: 'rot-client-secret-' + rand(), authorization_server: as.issuer } });
   for (const s of ['named', 'lazy', 'idle']) assert.equal((await rawWhoami('tickets', keys[`rot-${s}`])).seen['x-api-key'], typed[s]);
 
   // "B,A": everything still opens. rot-lazy's store re-seals itself on this first use.

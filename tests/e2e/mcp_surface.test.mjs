@@ -200,7 +200,8 @@ test('admin API validates input and names the field', async () => {
 
 test('admin lists never show secrets or keys', async () => {
   const oauth = await gw.admin('PUT', '/upstreams/with-client', {
-    url: 'http://127.0.0.1:1/mcp', oauth: { client_id: 'cid', client_secret: 'very-secret-client-secret' },
+    url: 'http://127.0.0.1:1/mcp',
+    oauth: { client_id: 'cid', client_secret: 'very-secret-client-secret', authorization_server: 'http://127.0.0.1:1' },
   });
   assert.equal(oauth.status, 200);
   assert.equal(oauth.json.oauth.client_secret_set, true);

@@ -3,9 +3,11 @@
 //! `resource`), and the checks on the callback (single `state`, RFC 9207 `iss`).
 
 use super::discovery::AuthServer;
+use crate::core::encoding::hex;
 use crate::core::secret::Secret;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use std::fmt;
 use url::Url;
 
@@ -22,12 +24,26 @@ pub fn client_metadata_url(public_origin: &str) -> String {
     format!("{public_origin}/oauth/client-metadata.json")
 }
 
-/// An RFC 7591 registration request for the gateway: a public client using PKCE.
-pub fn registration_request(public_origin: &str) -> Value {
+/// The redirect URI of a dynamic registration at `issuer`: one path per authorization server,
+/// so the callback knows which server answered even when it sends no `iss` (mix-up defence,
+/// RFC 9207 §1; the path is checked against the pending authorization).
+pub fn issuer_redirect_uri(public_origin: &str, issuer: &str) -> String {
+    let tag = hex(&Sha256::digest(issuer.trim_end_matches('/').as_bytes())[..8]);
+    format!("{public_origin}/oauth/callback/{tag}")
+}
+
+/// Whether a callback came back to the redirect URI its authorization was sent with.
+pub fn arrived_at(redirect_uri: &str, callback: &Url) -> bool {
+    Url::parse(redirect_uri).is_ok_and(|r| r.path() == callback.path())
+}
+
+/// An RFC 7591 registration request for the gateway: a public client using PKCE, coming back
+/// to `redirect`.
+pub fn registration_request(public_origin: &str, redirect: &str) -> Value {
     json!({
         "client_name": CLIENT_NAME,
         "client_uri": public_origin,
-        "redirect_uris": [redirect_uri(public_origin)],
+        "redirect_uris": [redirect],
         "grant_types": ["authorization_code", "refresh_token"],
         "response_types": ["code"],
         "token_endpoint_auth_method": "none",
@@ -37,7 +53,7 @@ pub fn registration_request(public_origin: &str) -> Value {
 /// The gateway's Client ID Metadata Document: the same client metadata, with its own URL as
 /// `client_id`.
 pub fn client_metadata_document(public_origin: &str) -> Value {
-    let mut doc = registration_request(public_origin);
+    let mut doc = registration_request(public_origin, &redirect_uri(public_origin));
     doc["client_id"] = json!(client_metadata_url(public_origin));
     doc
 }
@@ -50,6 +66,20 @@ pub struct Registered {
     pub client_secret: Option<Secret>,
     #[serde(default)]
     pub token_endpoint_auth_method: Option<String>,
+    /// Seconds since the epoch; 0 or absent: never (RFC 7591 §3.2.1).
+    #[serde(default)]
+    pub client_secret_expires_at: Option<u64>,
+}
+
+impl Registered {
+    /// Whether the registration can still be used at `now_ms`: its secret has not expired
+    /// (a minute of margin, so a code exchange started now does not meet the expiry).
+    pub fn usable(&self, now_ms: u64) -> bool {
+        match self.client_secret_expires_at {
+            None | Some(0) => true,
+            Some(at) => now_ms + 60_000 < at.saturating_mul(1000),
+        }
+    }
 }
 
 pub fn parse_registration(body: &[u8]) -> Option<Registered> {
@@ -237,11 +267,42 @@ mod tests {
     }
 
     #[test]
+    fn each_issuer_has_its_own_redirect_path() {
+        let a = issuer_redirect_uri("https://gw.example", "https://as-a.example");
+        let b = issuer_redirect_uri("https://gw.example", "https://as-b.example");
+        assert_ne!(a, b);
+        assert_eq!(a, issuer_redirect_uri("https://gw.example", "https://as-a.example/"));
+        assert!(
+            a.starts_with("https://gw.example/oauth/callback/")
+                && a.len() == "https://gw.example/oauth/callback/".len() + 16
+        );
+        let back = |u: &str| Url::parse(u).unwrap();
+        assert!(arrived_at(&a, &back(&format!("{a}?code=c&state=s"))));
+        assert!(!arrived_at(&a, &back(&format!("{b}?code=c&state=s"))), "another server's path");
+        assert!(!arrived_at(&a, &back("https://gw.example/oauth/callback?code=c")));
+        assert!(arrived_at(
+            "https://gw.example/oauth/callback",
+            &back("https://gw.example/oauth/callback?code=c")
+        ));
+    }
+
+    #[test]
     fn client_identity_documents() {
         let doc = client_metadata_document("https://gw.example");
         assert_eq!(doc["client_id"], "https://gw.example/oauth/client-metadata.json");
         assert_eq!(doc["redirect_uris"][0], "https://gw.example/oauth/callback");
-        assert_eq!(registration_request("https://gw.example")["token_endpoint_auth_method"], "none");
+        assert_eq!(
+            registration_request("https://gw.example", "https://gw.example/oauth/callback/x")
+                ["redirect_uris"][0],
+            "https://gw.example/oauth/callback/x"
+        );
+        let expiring =
+            parse_registration(br#"{"client_id":"a","client_secret":"s","client_secret_expires_at":1000}"#)
+                .unwrap();
+        assert!(expiring.usable(900_000) && !expiring.usable(940_001));
+        assert!(parse_registration(br#"{"client_id":"a","client_secret_expires_at":0}"#)
+            .unwrap()
+            .usable(u64::MAX / 2));
         let reg = parse_registration(
             br#"{"client_id":"abc","client_secret":"s","token_endpoint_auth_method":"client_secret_basic"}"#,
         )

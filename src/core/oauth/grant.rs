@@ -3,6 +3,8 @@
 
 use super::token::{AuthMethod, ClientAuth, Tokens};
 use crate::core::seal::{ConnectionValue, Context, Keyring, SealError, Sealed, NONCE_LEN};
+use crate::core::secret::Secret;
+use crate::core::upstream::OAuthSettings;
 use serde::{Deserialize, Serialize};
 
 /// An access token lives at most this long in the gateway's eyes: a silly `expires_in` must not
@@ -24,6 +26,10 @@ pub struct OAuthClient {
     /// RFC 8707 resource sent with every token request, when the upstream wants it.
     #[serde(default)]
     pub resource: Option<String>,
+    /// The operator's client (the upstream's `oauth.client_id`): refreshes use the upstream's
+    /// current settings, not this copy, so a rotated secret applies at once.
+    #[serde(default)]
+    pub operator: bool,
 }
 
 impl OAuthClient {
@@ -34,6 +40,18 @@ impl OAuthClient {
             self.client_secret.as_ref().map(|s| keyring.open_secret(&context, s)).transpose()?;
         Ok(ClientAuth { client_id: self.client_id.clone(), client_secret, method: self.method })
     }
+}
+
+/// The operator's client as the upstream is configured now; `None` when it has no client id
+/// any more.
+pub fn operator_client(
+    settings: &OAuthSettings,
+    secret: Option<Secret>,
+    method: AuthMethod,
+) -> Option<ClientAuth> {
+    let client_id = settings.client_id.clone()?;
+    let method = settings.token_endpoint_auth_method.unwrap_or(method);
+    Some(ClientAuth { client_id, client_secret: secret, method })
 }
 
 /// A connection's OAuth tokens, sealed under `Connection { value: AccessToken / RefreshToken }`.
@@ -79,7 +97,6 @@ pub fn seal_grant(
 mod tests {
     use super::*;
     use crate::core::oauth::token::{parse_token_response, TokenOutcome};
-    use crate::core::secret::Secret;
 
     fn client(secret: Option<Sealed>) -> OAuthClient {
         OAuthClient {
@@ -90,6 +107,7 @@ mod tests {
             client_secret: secret,
             method: AuthMethod::ClientSecretBasic,
             resource: None,
+            operator: false,
         }
     }
 

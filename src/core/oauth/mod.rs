@@ -7,4 +7,5 @@ pub mod discovery;
 pub mod flow;
 pub mod grant;
 pub mod pkce;
+pub mod refresh;
 pub mod token;

@@ -166,14 +166,18 @@ pub struct TokenError {
     pub error_description: Option<String>,
 }
 
+/// What a token endpoint answered, as read; what it means for a grant is
+/// `core::oauth::refresh::verdict`.
 #[derive(Debug, Clone)]
 pub enum TokenOutcome {
     Issued(Tokens),
-    /// `invalid_grant` (the refresh token or code is dead), or `invalid_client` /
-    /// `unauthorized_client` (the registration it belongs to is gone or changed): only the user
-    /// can make a new grant.
-    InvalidGrant,
-    /// Any other OAuth error, or a body that is neither.
+    /// An OAuth error response (RFC 6749 §5.2), with the HTTP status it came with (some servers
+    /// answer errors with 200).
+    Refused {
+        error: String,
+        status: u16,
+    },
+    /// Neither tokens nor an OAuth error: an HTML error page, a 5xx, a token of another type.
     Failed(String),
 }
 
@@ -196,12 +200,7 @@ pub fn parse_token_response(status: u16, content_type: &str, body: &[u8]) -> Tok
     };
     if value.get("error").is_some() || !(200..300).contains(&status) {
         return match serde_json::from_value::<TokenError>(value) {
-            Ok(e)
-                if ["invalid_grant", "invalid_client", "unauthorized_client"].contains(&e.error.as_str()) =>
-            {
-                TokenOutcome::InvalidGrant
-            }
-            Ok(e) => TokenOutcome::Failed(format!("token endpoint error {} ({status})", e.error)),
+            Ok(e) => TokenOutcome::Refused { error: e.error, status },
             Err(_) => TokenOutcome::Failed(format!("token endpoint answered {status}")),
         };
     }
@@ -313,23 +312,23 @@ mod tests {
                 "application/json",
                 br#"{"error":"invalid_grant","error_description":"gone"}"#
             ),
-            TokenOutcome::InvalidGrant
+            TokenOutcome::Refused { error, status: 400 } if error == "invalid_grant"
         ));
         assert!(matches!(
-            parse_token_response(200, "application/x-www-form-urlencoded", b"error=invalid_grant"),
-            TokenOutcome::InvalidGrant
+            parse_token_response(200, "application/x-www-form-urlencoded", b"error=bad_refresh_token"),
+            TokenOutcome::Refused { error, status: 200 } if error == "bad_refresh_token"
         ));
         assert!(matches!(parse_token_response(500, "text/html", b"<h1>oops"), TokenOutcome::Failed(_)));
         assert!(matches!(
             parse_token_response(401, "application/json", br#"{"error":"invalid_client"}"#),
-            TokenOutcome::InvalidGrant
-        ));
-        assert!(matches!(
-            parse_token_response(400, "application/json", br#"{"error":"invalid_scope"}"#),
-            TokenOutcome::Failed(e) if e.contains("invalid_scope")
+            TokenOutcome::Refused { error, status: 401 } if error == "invalid_client"
         ));
         assert!(matches!(
             parse_token_response(503, "application/json", br#"{"error":"temporarily_unavailable"}"#),
+            TokenOutcome::Refused { status: 503, .. }
+        ));
+        assert!(matches!(
+            parse_token_response(502, "application/json", br#"{"message":"bad gateway"}"#),
             TokenOutcome::Failed(_)
         ));
         assert!(matches!(

@@ -5,7 +5,10 @@ use super::SubjectStore;
 use crate::core::ids::UpstreamId;
 use crate::core::keys::{Access, KeyRecord};
 use crate::core::oauth::token::refresh_due;
-use crate::core::request::{pick_user_value, status_change_applies, token_after_refresh};
+use crate::core::request::{
+    pick_user_value, status_change_applies, still_bound, token_after_refresh, ConnectionStatus, Place,
+    UserValue,
+};
 use crate::core::seal::Sealed;
 use crate::rt::now_ms;
 use crate::store::protocol::{
@@ -14,6 +17,23 @@ use crate::store::protocol::{
 use crate::store::schema::{CONNECTIONS, KEYS, SUBJECT_SECRETS};
 use std::collections::BTreeMap;
 use worker::Result;
+
+/// Each `{{user.NAME}}` value found, by `core::request::pick_user_value`.
+fn user_values(
+    names: &[String],
+    conn: Option<&Connection>,
+    take: &impl Fn(&str) -> Option<wasm_bindgen::JsValue>,
+) -> BTreeMap<String, UserValue> {
+    let mut values = BTreeMap::new();
+    for name in names {
+        let from_conn = conn.and_then(|c| c.values.get(name)).cloned();
+        let from_subject = take(&SUBJECT_SECRETS.key(name)).and_then(|v| v.as_string()).map(Sealed::stored);
+        if let Some(v) = pick_user_value(from_conn, from_subject) {
+            values.insert(name.clone(), v);
+        }
+    }
+    values
+}
 
 impl SubjectStore {
     pub(super) async fn resolve(&self, op: Resolve) -> Result<Resolved> {
@@ -39,25 +59,32 @@ impl SubjectStore {
         let subject = record.subject;
         let mut conn: Option<Connection> =
             take(&conn_name).map(serde_wasm_bindgen::from_value).transpose()?;
-        let mut values = BTreeMap::new();
-        for name in &op.user {
-            let from_conn = conn.as_ref().and_then(|c| c.values.get(name)).cloned();
-            let from_subject =
-                take(&SUBJECT_SECRETS.key(name)).and_then(|v| v.as_string()).map(Sealed::stored);
-            if let Some(v) = pick_user_value(from_conn, from_subject) {
-                values.insert(name.clone(), v);
+        if let (Some(c), Some(place)) = (conn.as_mut(), &op.place) {
+            if !self.keep_bound(&conn_name, c, place).await? {
+                // Nothing given for the old place goes to the new one; subject secrets set
+                // through the admin API are the operator's and follow the upstream.
+                let values = user_values(&op.user, None, &take);
+                let connection = Some(c.seen());
+                return Ok(Resolved::Ok {
+                    subject,
+                    values,
+                    access_token: None,
+                    connection,
+                    oauth_unavailable: None,
+                });
             }
         }
+        let values = user_values(&op.user, conn.as_ref(), &take);
         let mut access_token = None;
-        let mut oauth_unavailable = false;
+        let mut oauth_unavailable = None;
         if let Some(grant) = conn.as_ref().and_then(|c| c.oauth.clone()).filter(|_| op.oauth) {
             let now = now_ms();
             access_token = if refresh_due(now, grant.issued_at, grant.expires_at) {
                 let outcome = self.refresh(upstream, None).await?;
                 conn = self.storage().get(&conn_name).await?;
                 let still_valid = grant.expires_at.is_some_and(|e| e > now);
-                token_after_refresh(outcome, grant.access_token, still_valid).unwrap_or_else(|_| {
-                    oauth_unavailable = true;
+                token_after_refresh(outcome, grant.access_token, still_valid).unwrap_or_else(|down| {
+                    oauth_unavailable = Some(down.retry_after);
                     None
                 })
             } else {
@@ -66,6 +93,27 @@ impl SubjectStore {
         }
         let connection = conn.as_ref().map(Connection::seen);
         Ok(Resolved::Ok { subject, values, access_token, connection, oauth_unavailable })
+    }
+
+    /// Whether the connection is still where its credentials were given
+    /// (`core::request::still_bound`). One that moved is marked `connection_required` and kept
+    /// (a reconnect revokes its grant at the server that issued it); one recorded before origins
+    /// were kept is bound now.
+    async fn keep_bound(&self, key: &str, conn: &mut Connection, place: &Place) -> Result<bool> {
+        let grant = conn.oauth.as_ref().map(|g| (g.client.issuer.as_str(), g.client.resource.as_deref()));
+        if !still_bound(conn.origin.as_deref(), grant, place) {
+            if conn.status != ConnectionStatus::ConnectionRequired {
+                conn.status = ConnectionStatus::ConnectionRequired;
+                conn.updated_at = now_ms();
+                self.storage().put(key, &*conn).await?;
+            }
+            return Ok(false);
+        }
+        if conn.origin.is_none() {
+            conn.origin = Some(place.origin.clone());
+            self.storage().put(key, &*conn).await?;
+        }
+        Ok(true)
     }
 
     pub(super) async fn list_connections(&self) -> Result<Vec<ConnectionSummary>> {
@@ -79,6 +127,7 @@ impl SubjectStore {
                     expires_at: c.expires_at,
                     scopes: c.scopes,
                     updated_at: c.updated_at,
+                    problem: c.problem,
                 })
             })
             .collect())
@@ -99,6 +148,9 @@ impl SubjectStore {
                 scopes: None,
                 oauth: None,
                 updated_at: now_ms(),
+                origin: None,
+                refresh_failing: None,
+                problem: None,
             },
         };
         self.storage().put(&key, &conn).await?;

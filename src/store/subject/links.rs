@@ -72,6 +72,9 @@ impl SubjectStore {
             scopes: op.scopes,
             oauth: op.oauth,
             updated_at: now,
+            origin: Some(op.origin),
+            refresh_failing: None,
+            problem: None,
         };
         link.used_at = Some(now);
         // One transaction: the link is used up exactly when the connection is stored.

@@ -26,8 +26,10 @@ use worker::*;
 pub struct SubjectStore {
     state: State,
     env: Env,
-    /// Per upstream: until when refreshing is not tried again after the server failed.
-    refresh_failed_until: RefCell<HashMap<String, u64>>,
+    /// Per upstream: the refresh in flight, with its generation (`refresh::refresh`).
+    refreshing: RefCell<HashMap<String, (u64, refresh::Flight)>>,
+    /// The last generation handed out.
+    flights: Cell<u64>,
     /// Whether this instance has checked that its values are sealed under the primary key.
     reseal_checked: Cell<bool>,
 }
@@ -37,7 +39,8 @@ impl DurableObject for SubjectStore {
         SubjectStore {
             state,
             env,
-            refresh_failed_until: RefCell::new(HashMap::new()),
+            refreshing: RefCell::new(HashMap::new()),
+            flights: Cell::new(0),
             reseal_checked: Cell::new(false),
         }
     }

@@ -1,30 +1,44 @@
-//! OAuth token refresh, one at a time per subject (other requests wait, then find the new
-//! token), and RFC 7009 revocation of a grant.
+//! OAuth token refresh: one flight per (subject, upstream) — requests for the same upstream
+//! wait for it and take its token, requests for other upstreams and key checks never wait —
+//! the outcome read through the closed table of `core::oauth::refresh`, a failing server backed
+//! off with one probe at a time, and RFC 7009 revocation of a grant.
 
 use super::SubjectStore;
+use crate::core::ids::UpstreamId;
 use crate::core::oauth::grant::{seal_grant, OAuthGrant};
-use crate::core::oauth::token::{refresh_due, Grant, TokenOutcome};
+use crate::core::oauth::refresh::{after_failure, verdict, AfterFailure, Failing, Verdict};
+use crate::core::oauth::token::{refresh_due, ClientAuth, Grant, TokenOutcome};
 use crate::core::request::{refresh_needed, ConnectionStatus, Refreshed};
-use crate::core::seal::{ConnectionValue, Context, Sealed};
+use crate::core::seal::{ConnectionValue, Context, Keyring, Sealed};
 use crate::oauth_client::{revoke, token_call};
 use crate::rt::{self, now_ms, random_bytes};
+use crate::store::kv::{ConfigStore, BINDING};
 use crate::store::protocol::Connection;
 use crate::store::schema::CONNECTIONS;
+use futures_util::future::{FutureExt, LocalBoxFuture, Shared};
 use worker::{Env, Result, Storage};
 
-/// How long a failed refresh is not retried.
-const REFRESH_BACKOFF_MS: u64 = 5_000;
+/// A refresh in flight for one upstream, shared by every request that needs it.
+pub(super) type Flight = Shared<LocalBoxFuture<'static, Refreshed>>;
 
 impl SubjectStore {
-    /// One refresh at a time for this subject: other requests wait (the runtime holds them)
-    /// and then find the new token instead of refreshing again.
+    /// Refreshes `upstream`'s token, or joins the refresh already in flight for it. While its
+    /// server is failing, a request that finds a probe in flight is answered at once instead
+    /// of queuing behind it.
     pub(super) async fn refresh(&self, upstream: &str, rejected: Option<Sealed>) -> Result<Refreshed> {
         let Some(subject) = self.subject().await? else { return Ok(Refreshed::ConnectionRequired) };
-        // After a failure, do not queue every request behind another slow attempt for a while.
-        let backoff = self.refresh_failed_until.borrow().get(upstream).copied();
-        if backoff.is_some_and(|until| now_ms() < until) {
-            return Ok(Refreshed::Unavailable);
+        let in_flight = self.refreshing.borrow().get(upstream).cloned();
+        if let Some((_, flight)) = in_flight {
+            let conn = self.storage().get::<Connection>(&CONNECTIONS.key(upstream)).await?;
+            if let Some(failing) = conn.and_then(|c| c.refresh_failing) {
+                return Ok(Refreshed::Unavailable {
+                    retry_after: Failing::retry_after(Some(&failing), now_ms()),
+                });
+            }
+            return Ok(flight.await);
         }
+        let generation = self.flights.get() + 1;
+        self.flights.set(generation);
         let work = refresh_grant(
             self.storage(),
             self.env.clone(),
@@ -32,20 +46,19 @@ impl SubjectStore {
             upstream.to_string(),
             rejected,
         );
-        let outcome = self.state.block_concurrency_while(async move { Ok(work.await) }).await?;
-        let mut failed = self.refresh_failed_until.borrow_mut();
-        if outcome == Refreshed::Unavailable {
-            failed.insert(upstream.to_string(), now_ms() + REFRESH_BACKOFF_MS);
-        } else {
-            failed.remove(upstream);
+        let flight: Flight = work.boxed_local().shared();
+        self.refreshing.borrow_mut().insert(upstream.to_string(), (generation, flight.clone()));
+        let outcome = flight.await;
+        let mut refreshing = self.refreshing.borrow_mut();
+        if refreshing.get(upstream).is_some_and(|(g, _)| *g == generation) {
+            refreshing.remove(upstream);
         }
         Ok(outcome)
     }
 }
 
-/// Refreshes `upstream`'s token unless that is no longer needed (`core::request::refresh_needed`).
-/// Never fails: a failure inside `blockConcurrencyWhile` would reset the object, so every
-/// problem is an outcome.
+/// Refreshes `upstream`'s token unless that is no longer needed (`core::request::refresh_needed`)
+/// or its server is being backed off. Never fails: every problem is an outcome.
 async fn refresh_grant(
     storage: Storage,
     env: Env,
@@ -54,70 +67,154 @@ async fn refresh_grant(
     rejected: Option<Sealed>,
 ) -> Refreshed {
     let key = CONNECTIONS.key(&upstream);
-    let mut conn = match storage.get::<Connection>(&key).await {
-        Ok(Some(conn)) => conn,
-        Ok(None) => return Refreshed::ConnectionRequired,
-        Err(_) => return Refreshed::Unavailable,
-    };
+    let Ok(Some(conn)) = storage.get::<Connection>(&key).await else { return Refreshed::ConnectionRequired };
     let Some(grant) = conn.oauth.clone() else { return Refreshed::ConnectionRequired };
-    let due = refresh_due(now_ms(), grant.issued_at, grant.expires_at);
+    let now = now_ms();
+    let due = refresh_due(now, grant.issued_at, grant.expires_at);
     if !refresh_needed(rejected.as_ref(), &grant.access_token, due) {
         return Refreshed::Token { access_token: grant.access_token, updated_at: conn.updated_at };
     }
+    if !Failing::may_try(conn.refresh_failing.as_ref(), now) {
+        return Refreshed::Unavailable {
+            retry_after: Failing::retry_after(conn.refresh_failing.as_ref(), now),
+        };
+    }
     let config = rt::config(&env);
-    let Ok(keyring) = rt::keyring(&config) else { return Refreshed::Unavailable };
+    let Ok(keyring) = rt::keyring(&config) else { return Refreshed::Unavailable { retry_after: 1 } };
     let context =
         Context::Connection { subject: &subject, upstream: &upstream, value: ConnectionValue::RefreshToken };
     let refresh_token =
         grant.refresh_token.as_ref().and_then(|sealed| keyring.open_secret(&context, sealed).ok());
-    let outcome = match (refresh_token, grant.client.auth(&keyring, &subject, &upstream)) {
-        (Some(rt), Ok(client)) => {
+    let client = current_client(&env, &keyring, &subject, &upstream, &grant).await;
+    let outcome = match (refresh_token, client) {
+        (Some(rt), Some(client)) => {
             let req = Grant::Refresh { refresh_token: &rt, resource: grant.client.resource.as_deref() };
-            token_call(&config, &client, &grant.client.token_endpoint, &req).await
+            verdict(
+                token_call(&config, &client, &grant.client.token_endpoint, &req)
+                    .await
+                    .map_err(|e| e.to_string()),
+            )
         }
         // Nothing to refresh with: only the user can make a new grant.
-        _ => Ok(TokenOutcome::InvalidGrant),
+        _ => verdict(Ok(TokenOutcome::Refused { error: "no refresh token or client".into(), status: 400 })),
     };
-    match outcome {
-        Ok(TokenOutcome::Issued(tokens)) => {
+    // The connection may have changed while the server answered (a reconnect, a disconnect):
+    // only the grant that was refreshed is updated.
+    let Ok(Some(mut conn)) = storage.get::<Connection>(&key).await else {
+        return Refreshed::ConnectionRequired;
+    };
+    if conn.oauth.as_ref().map(|g| &g.refresh_token) != Some(&grant.refresh_token) {
+        return match &conn.oauth {
+            Some(g) => Refreshed::Token { access_token: g.access_token.clone(), updated_at: conn.updated_at },
+            None => Refreshed::ConnectionRequired,
+        };
+    }
+    let now = now_ms();
+    let (refreshed, log) = apply_verdict(&mut conn, outcome, &keyring, (&subject, &upstream), now);
+    if let Some(why) = log {
+        worker::console_error!("mcp-authbridge: refresh for '{upstream}': {why}");
+    }
+    conn.updated_at = now;
+    // Stored before the new access token is handed out: a rotated refresh token is never lost,
+    // and never presented twice.
+    match storage.put(&key, &conn).await {
+        Ok(()) => match refreshed {
+            Refreshed::Token { access_token, .. } => {
+                Refreshed::Token { access_token, updated_at: conn.updated_at }
+            }
+            other => other,
+        },
+        Err(_) => Refreshed::Unavailable { retry_after: 1 },
+    }
+}
+
+/// What a verdict does to the connection, and what to log.
+fn apply_verdict(
+    conn: &mut Connection,
+    outcome: Verdict,
+    keyring: &Keyring,
+    (subject, upstream): (&str, &str),
+    now: u64,
+) -> (Refreshed, Option<String>) {
+    let Some(grant) = conn.oauth.clone() else { return (Refreshed::ConnectionRequired, None) };
+    let operator_client = grant.client.operator;
+    let (failing, problem, log) = match outcome {
+        Verdict::Issued(tokens) => {
             let fresh = seal_grant(
-                &keyring,
-                (&subject, &upstream),
+                keyring,
+                (subject, upstream),
                 &tokens,
                 grant.refresh_token.clone(),
                 grant.client.clone(),
-                now_ms(),
+                now,
                 random_bytes,
             );
+            let access_token = fresh.access_token.clone();
             conn.status = ConnectionStatus::Connected;
             conn.expires_at = fresh.expires_at;
-            conn.updated_at = now_ms();
-            let access_token = fresh.access_token.clone();
             conn.oauth = Some(fresh);
-            // Stored before the new access token is handed out: a rotated refresh token is
-            // never lost, and never presented twice.
-            match storage.put(&key, &conn).await {
-                Ok(()) => Refreshed::Token { access_token, updated_at: conn.updated_at },
-                Err(_) => Refreshed::Unavailable,
+            conn.refresh_failing = None;
+            conn.problem = None;
+            return (Refreshed::Token { access_token, updated_at: now }, None);
+        }
+        Verdict::Terminal(why) => return (end_grant(conn), Some(format!("the grant ended ({why})"))),
+        Verdict::ClientRejected => match after_failure(true, operator_client, conn.refresh_failing, now) {
+            AfterFailure::GiveUp => {
+                let why = "the client stayed refused (invalid_client); the grant was given up";
+                return (end_grant(conn), Some(why.into()));
             }
-        }
-        Ok(TokenOutcome::InvalidGrant) => {
-            conn.status = ConnectionStatus::ConnectionRequired;
-            conn.oauth = None;
-            conn.expires_at = None;
-            conn.updated_at = now_ms();
-            let _ = storage.put(&key, &conn).await;
-            Refreshed::ConnectionRequired
-        }
-        Ok(TokenOutcome::Failed(e)) => {
-            worker::console_error!("mcp-authbridge: refresh for '{upstream}' failed: {e}");
-            Refreshed::Unavailable
-        }
-        Err(e) => {
-            worker::console_error!("mcp-authbridge: refresh for '{upstream}': token endpoint {e}");
-            Refreshed::Unavailable
+            AfterFailure::Keep(failing) => (
+                failing,
+                Some("invalid_client".to_string()),
+                "the server refused the gateway's client (invalid_client); the grant is kept".to_string(),
+            ),
+        },
+        Verdict::Transient(why) => match after_failure(false, operator_client, conn.refresh_failing, now) {
+            AfterFailure::GiveUp => {
+                return (end_grant(conn), Some(format!("still failing ({why}); the grant was given up")))
+            }
+            AfterFailure::Keep(failing) => (failing, conn.problem.clone(), why),
+        },
+    };
+    let retry_after = Failing::retry_after(Some(&failing), now);
+    conn.refresh_failing = Some(failing);
+    conn.problem = problem;
+    (Refreshed::Unavailable { retry_after }, Some(log))
+}
+
+/// The grant is over: the user must connect again.
+fn end_grant(conn: &mut Connection) -> Refreshed {
+    conn.status = ConnectionStatus::ConnectionRequired;
+    conn.oauth = None;
+    conn.expires_at = None;
+    conn.refresh_failing = None;
+    Refreshed::ConnectionRequired
+}
+
+/// The client to refresh with: an operator-registered client as the upstream is configured now
+/// (a rotated secret applies at once), else the registration the grant was made with.
+async fn current_client(
+    env: &Env,
+    keyring: &Keyring,
+    subject: &str,
+    upstream: &str,
+    grant: &OAuthGrant,
+) -> Option<ClientAuth> {
+    if grant.client.operator {
+        let configured = match (env.kv(BINDING), UpstreamId::parse(upstream)) {
+            (Ok(kv), Ok(id)) => ConfigStore::new(kv).upstream(id.as_str()).await.ok().flatten(),
+            _ => None,
+        };
+        if let Some(settings) = configured.and_then(|u| u.oauth) {
+            let context = Context::OAuthClientSecret { upstream };
+            let secret = match &settings.client_secret_sealed {
+                Some(sealed) => Some(keyring.open_secret(&context, sealed).ok()?),
+                None => None,
+            };
+            return crate::core::oauth::grant::operator_client(&settings, secret, grant.client.method);
         }
     }
+    grant.client.auth(keyring, subject, upstream).ok()
 }
 
 /// RFC 7009: revokes the refresh token (which ends the grant) and the access token, where the
@@ -126,7 +223,7 @@ pub(super) async fn revoke_grant(env: &Env, subject: &str, upstream: &str, grant
     let Some(endpoint) = &grant.client.revocation_endpoint else { return false };
     let config = rt::config(env);
     let Ok(keyring) = rt::keyring(&config) else { return false };
-    let Ok(client) = grant.client.auth(&keyring, subject, upstream) else { return false };
+    let Some(client) = current_client(env, &keyring, subject, upstream, grant).await else { return false };
     let tokens = [
         (grant.refresh_token.as_ref(), ConnectionValue::RefreshToken, "refresh_token"),
         (Some(&grant.access_token), ConnectionValue::AccessToken, "access_token"),

@@ -25,6 +25,7 @@
 //   scopes), step 1 leads to a consent-only interaction: GET shows a consent form and
 //   POST /interaction/{uid}/confirm grants, /abort denies. `/login` also works there.
 import http from 'node:http';
+import { randomBytes } from 'node:crypto';
 import { generateKeyPair, exportJWK } from 'jose';
 import Provider, { errors } from 'oidc-provider';
 import { readBody, listen, failed } from './http_util.mjs';
@@ -364,6 +365,14 @@ ${body}
       }
       await new Promise((r) => setTimeout(r, state.slowMs));
     }
+    if (state.down && state.downMode === 'answer' && state.downPaths.has(url.pathname)) {
+      if (url.pathname === '/token') {
+        state.token_requests += 1;
+        state.token_requests_while_down += 1;
+      }
+      res.writeHead(state.answer.status, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify(state.answer.body));
+    }
     if (state.down && state.downMode === 'reset' && state.downPaths.has(url.pathname)) {
       if (url.pathname === '/token') {
         state.token_requests += 1;
@@ -469,12 +478,14 @@ ${body}
     setResource(r) { resources = r === undefined || r === null ? null : [].concat(r); },
     /** down: true → token endpoint answers 503; mode 'reset' destroys the socket instead. */
     /** mode: '503' (answers 503), 'reset' (drops the connection), 'slow' (answers after `ms`),
-     *  'hang' (never answers until the server is up again). */
-    setDown(down, { mode = '503', paths = ['/token'], ms = 1000 } = {}) {
+     *  'hang' (never answers until the server is up again), 'answer' (answers `status` with the
+     *  JSON `body`, e.g. an OAuth error under a name of its own). */
+    setDown(down, { mode = '503', paths = ['/token'], ms = 1000, status = 400, body = {} } = {}) {
       state.down = !!down;
       state.downMode = mode;
       state.downPaths = new Set(paths);
       state.slowMs = ms;
+      state.answer = { status, body };
       if (!down) {
         for (const socket of held) socket.destroy();
         held.clear();
@@ -493,6 +504,13 @@ ${body}
       };
     },
     tokenResponses: () => state.tokenResponses.slice(),
+    /** Gives a registered client a new secret: the old one is refused from now on. */
+    rotateClientSecret(clientId) {
+      const entry = stores.get('Client').get(clientId);
+      const secret = randomBytes(32).toString('base64url');
+      entry.payload = { ...entry.payload, client_secret: secret };
+      return secret;
+    },
     revoked: () => state.revoked.slice(),
     /** Is this refresh token still usable (exists, not consumed by rotation, grant not revoked)? */
     async isRefreshTokenActive(value) {

@@ -83,11 +83,10 @@ async fn refresh_grant(
     let Ok(keyring) = rt::keyring(&config) else { return Refreshed::Unavailable { retry_after: 1 } };
     let context =
         Context::Connection { subject: &subject, upstream: &upstream, value: ConnectionValue::RefreshToken };
-    let refresh_token =
-        grant.refresh_token.as_ref().and_then(|sealed| keyring.open_secret(&context, sealed).ok());
+    let refresh_token = grant.refresh_token.as_ref().map(|sealed| keyring.open_secret(&context, sealed));
     let client = current_client(&env, &keyring, &subject, &upstream, &grant).await;
     let outcome = match (refresh_token, client) {
-        (Some(rt), Some(client)) => {
+        (Some(Ok(rt)), Some(client)) => {
             let req = Grant::Refresh { refresh_token: &rt, resource: grant.client.resource.as_deref() };
             verdict(
                 token_call(&config, &client, &grant.client.token_endpoint, &req)
@@ -96,7 +95,10 @@ async fn refresh_grant(
             )
         }
         // Nothing to refresh with: only the user can make a new grant.
-        _ => verdict(Ok(TokenOutcome::Refused { error: "no refresh token or client".into(), status: 400 })),
+        (None, _) => verdict(Ok(TokenOutcome::Refused { error: "no refresh token".into(), status: 400 })),
+        // A value that does not open (a key rotation gone wrong) is the operator's to fix, never
+        // a reason to end the user's grant.
+        (Some(Err(_)), _) | (_, None) => verdict(Err("a sealed value of the grant does not open".into())),
     };
     // The connection may have changed while the server answered (a reconnect, a disconnect):
     // only the grant that was refreshed is updated.

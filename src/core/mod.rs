@@ -1,6 +1,7 @@
 //! The pure core: no `worker::` types, no I/O, native unit tests beside each module.
 //! Everything the Worker glue decides about bytes, names, URLs and secrets is decided here.
 
+pub mod authorize;
 pub mod cache;
 pub mod config;
 pub mod connect;

@@ -11,6 +11,21 @@ pub enum Error {
     // --- MCP surface (API.md §1) ---
     /// No key, unknown, expired or revoked key.
     InvalidKey,
+    /// The same, on an upstream OAuth-only clients may sign in for: the challenge names its
+    /// protected resource metadata, which starts (or renews) the client's OAuth flow.
+    SignInRequired {
+        challenge: String,
+    },
+    /// A registration request refused (RFC 7591 §3.2.2: `invalid_redirect_uri`,
+    /// `invalid_client_metadata`).
+    RegistrationRefused {
+        error: &'static str,
+        description: String,
+    },
+    /// Too many registrations from this client: try again later.
+    TooManyRegistrations {
+        retry_after: u64,
+    },
     KeyNotAllowed {
         upstream: String,
     },
@@ -105,7 +120,15 @@ impl Error {
     /// Status, stable code and human message.
     pub fn describe(&self) -> (u16, &'static str, String) {
         match self {
-            Error::InvalidKey => (401, "invalid_key", "missing, unknown, expired or revoked gateway key".into()),
+            Error::InvalidKey | Error::SignInRequired { .. } => {
+                (401, "invalid_key", "missing, unknown, expired or revoked gateway key".into())
+            }
+            Error::RegistrationRefused { error, description } => (400, error, description.clone()),
+            Error::TooManyRegistrations { retry_after } => (
+                429,
+                "too_many_registrations",
+                format!("too many client registrations from this address: try again in {retry_after} s"),
+            ),
             Error::KeyNotAllowed { upstream } => {
                 (403, "key_not_allowed", format!("this key is not allowed for upstream '{upstream}'"))
             }
@@ -220,6 +243,8 @@ impl Error {
     pub fn extra_headers(&self) -> Vec<(&'static str, String)> {
         match self {
             Error::InvalidKey => vec![("WWW-Authenticate", r#"Bearer realm="mcp-authbridge""#.into())],
+            Error::SignInRequired { challenge } => vec![("WWW-Authenticate", challenge.clone())],
+            Error::TooManyRegistrations { retry_after } => vec![("Retry-After", retry_after.to_string())],
             Error::AdminUnauthorized => {
                 vec![("WWW-Authenticate", r#"Bearer realm="mcp-authbridge-admin""#.into())]
             }
@@ -237,8 +262,14 @@ impl Error {
     pub fn body(&self, request: Option<&Peek>) -> (u16, Value) {
         let (status, code, message) = self.describe();
         let data = self.data(code);
-        let body = match request {
-            Some(p) if p.jsonrpc => mcp::error_response(p.id.as_ref(), self.rpc_code(status), &message, data),
+        let body = match (self, request) {
+            // OAuth endpoints answer in their RFCs' shape (RFC 7591 §3.2.2, RFC 6749 §5.2).
+            (Error::RegistrationRefused { error, description }, _) => {
+                json!({ "error": error, "error_description": description })
+            }
+            (_, Some(p)) if p.jsonrpc => {
+                mcp::error_response(p.id.as_ref(), self.rpc_code(status), &message, data)
+            }
             _ => json!({ "error": { "code": code, "message": message, "data": data } }),
         };
         (status, body)

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod authorize;
 pub mod connect;
 pub mod core;
 pub mod error;

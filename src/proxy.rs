@@ -4,6 +4,7 @@
 //! stripped, and stream the answer back.
 
 use crate::app::App;
+use crate::authorize;
 use crate::connect::mint_link;
 use crate::core::connect::DEFAULT_LINK_SECONDS;
 use crate::core::headers::{connection_listed, forward_request_header, forward_response_header};
@@ -99,19 +100,21 @@ async fn prepare(app: &App, req: &Request, upstream_id: &str, route: Route) -> R
             return Err(Error::OriginNotAllowed { origin });
         }
     }
-    let key = http::header(req, "authorization")
-        .and_then(|v| keys::from_authorization(&v))
-        .ok_or(Error::InvalidKey)?;
+    let presented = http::header(req, "authorization");
+    let key = presented.as_deref().and_then(keys::from_authorization);
     let upstream = match UpstreamId::parse(upstream_id) {
         Ok(id) => app.config_store()?.upstream(id.as_str()).await?,
         Err(_) => None,
     };
+    let route_name = if route == Route::Mcp { "mcp" } else { "sse" };
+    let refused = |presented: bool| authorize::unauthenticated(app, route_name, upstream.as_ref(), presented);
+    let Some(key) = key else { return Err(refused(presented.is_some())) };
     let plan = match &upstream {
         Some(u) => u.header_plan().map_err(|e| Error::internal(format!("upstream '{upstream_id}': {e}")))?,
         None => HeaderPlan { templates: Vec::new(), sources: Vec::new() },
     };
 
-    let store = app.store_at(&key.routing)?.ok_or(Error::InvalidKey)?;
+    let Some(store) = app.store_at(&key.routing)? else { return Err(refused(true)) };
     let op = Resolve {
         key_hash: key.hash,
         upstream: upstream_id.into(),
@@ -120,7 +123,7 @@ async fn prepare(app: &App, req: &Request, upstream_id: &str, route: Route) -> R
         oauth: plan.uses_oauth(),
     };
     let (subject, values, access_token, connection) = match store.call(op).await? {
-        Resolved::InvalidKey => return Err(Error::InvalidKey),
+        Resolved::InvalidKey => return Err(refused(true)),
         Resolved::NotAllowed if upstream.is_some() => {
             return Err(Error::KeyNotAllowed { upstream: upstream_id.into() })
         }

@@ -2,6 +2,7 @@
 
 use crate::admin;
 use crate::app::App;
+use crate::authorize;
 use crate::core::headers::is_token;
 use crate::error::Error;
 use crate::http;
@@ -45,6 +46,16 @@ pub async fn handle(app: &App, req: Request) -> Response {
             crate::connect::callback(app, &req).await
         }
         (Method::Get, ["oauth", "client-metadata.json"]) => Ok(crate::connect::client_metadata(app)),
+
+        // The gateway as an authorization server for OAuth-only MCP clients
+        (Method::Get, [".well-known", "oauth-protected-resource", route @ ("mcp" | "sse"), upstream]) => {
+            authorize::protected_resource(app, route, upstream).await
+        }
+        (Method::Get, [".well-known", "oauth-authorization-server"]) => {
+            Ok(authorize::authorization_server(app))
+        }
+        (Method::Post, ["oauth", "register"]) => authorize::register(app, req).await,
+        (_, ["oauth", "register"]) => Err(Error::MethodNotAllowed { allow: "POST" }),
 
         // Admin API (API.md §4)
         (_, ["admin", "v1", ..]) => match admin::authorize(app, &req).await {

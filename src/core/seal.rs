@@ -35,6 +35,8 @@ pub enum Context<'a> {
     PendingVerifier { subject: &'a str, upstream: &'a str },
     /// The upstream message URL inside a legacy SSE endpoint the gateway hands out.
     SseSession { upstream: &'a str },
+    /// A client's registration at the gateway's own authorization server, inside its client id.
+    GatewayClient,
 }
 
 /// The values a connection seals.
@@ -72,6 +74,7 @@ impl fmt::Display for Context<'_> {
             }
             Context::PendingVerifier { subject, upstream } => write!(f, "pending:{subject}:{upstream}"),
             Context::SseSession { upstream } => write!(f, "sse-session:{upstream}"),
+            Context::GatewayClient => f.write_str("gateway-client"),
         }
     }
 }
@@ -311,6 +314,7 @@ mod tests {
             ),
             (Context::PendingVerifier { subject: "a", upstream: "gh" }, "pending:a:gh"),
             (Context::SseSession { upstream: "gh" }, "sse-session:gh"),
+            (Context::GatewayClient, "gateway-client"),
         ];
         for (context, text) in cases {
             assert_eq!(context.to_string(), text);

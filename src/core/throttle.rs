@@ -4,6 +4,9 @@
 
 /// Failed attempts a client may make per window.
 pub const MAX_FAILURES: u32 = 10;
+/// Client registrations (`POST /oauth/register`) a client address may make per window: a
+/// client registers once per server, so this bounds abuse, not use.
+pub const MAX_REGISTRATIONS: u32 = 30;
 /// The window: five minutes.
 pub const WINDOW_MS: u64 = 5 * 60 * 1000;
 
@@ -30,7 +33,7 @@ impl Attempts {
         let mut parts = stored.split(',').map(str::parse::<u64>);
         match (parts.next(), parts.next()) {
             (Some(Ok(window_start)), Some(Ok(failures))) => {
-                Attempts { window_start, failures: failures.min(u64::from(MAX_FAILURES)) as u32 }
+                Attempts { window_start, failures: failures.min(u64::from(u32::MAX)) as u32 }
             }
             _ => Attempts::default(),
         }
@@ -42,10 +45,19 @@ impl Attempts {
 
     /// Records one attempt (`ok`: the token was right) at `now` and says how to answer it.
     pub fn attempt(&mut self, now: u64, ok: bool) -> Verdict {
+        self.counted(now, ok, MAX_FAILURES)
+    }
+
+    /// Records one client registration at `now`: every one counts, `MAX_REGISTRATIONS` a window.
+    pub fn registration(&mut self, now: u64) -> Verdict {
+        self.counted(now, false, MAX_REGISTRATIONS)
+    }
+
+    fn counted(&mut self, now: u64, ok: bool, max: u32) -> Verdict {
         if now.saturating_sub(self.window_start) >= WINDOW_MS {
             *self = Attempts { window_start: now, failures: 0 };
         }
-        if self.failures >= MAX_FAILURES {
+        if self.failures >= max {
             let left_ms = (self.window_start + WINDOW_MS).saturating_sub(now);
             return Verdict::Blocked { retry_after: left_ms.div_ceil(1000).max(1) };
         }
@@ -73,6 +85,12 @@ mod tests {
         assert_eq!(a.attempt(t0 + 1000, true), Verdict::Blocked { retry_after: 299 }, "the right token too");
         assert_eq!(a.attempt(t0 + WINDOW_MS - 1, true), Verdict::Blocked { retry_after: 1 });
         assert_eq!(a.failures, MAX_FAILURES, "blocked attempts are not counted twice");
+        let mut r = Attempts::default();
+        for i in 0..MAX_REGISTRATIONS {
+            assert_eq!(r.registration(t0 + u64::from(i)), Verdict::Checked, "registration {i}");
+        }
+        assert!(matches!(r.registration(t0 + 100), Verdict::Blocked { .. }));
+        assert_eq!(r.registration(t0 + WINDOW_MS), Verdict::Checked, "a new window");
         assert_eq!(a.attempt(t0 + WINDOW_MS, true), Verdict::Checked);
         assert_eq!(a, Attempts { window_start: t0 + WINDOW_MS, failures: 0 });
     }
@@ -81,7 +99,15 @@ mod tests {
     fn stored_form_round_trips() {
         let a = Attempts { window_start: 12345, failures: 7 };
         assert_eq!(Attempts::parse(&a.stored()), a);
-        assert_eq!(Attempts::parse("1,99").failures, MAX_FAILURES);
+        // Counts above the admin limit are kept: the registration limit is higher.
+        assert_eq!(Attempts::parse("1,99").failures, 99);
+        let mut r = Attempts::default();
+        for i in 0..MAX_REGISTRATIONS {
+            let mut read_back = Attempts::parse(&r.stored());
+            assert_eq!(read_back.registration(u64::from(i)), Verdict::Checked);
+            r = read_back;
+        }
+        assert!(matches!(Attempts::parse(&r.stored()).registration(100), Verdict::Blocked { .. }), "through storage");
         for bad in ["", "x", "1", "1,-2", "a,b"] {
             assert_eq!(Attempts::parse(bad), Attempts::default(), "{bad}");
         }

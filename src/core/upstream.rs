@@ -62,7 +62,31 @@ pub struct Upstream {
     pub user_fields: Vec<UserField>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth: Option<OAuthSettings>,
+    /// Whether OAuth-only MCP clients may sign in for this upstream (the gateway as their
+    /// authorization server).
+    #[serde(default, skip_serializing_if = "SignIn::is_off")]
+    pub sign_in: SignIn,
     pub updated_at: u64,
+}
+
+/// Who may authorize an OAuth-only MCP client for an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SignIn {
+    /// Keys only; no metadata is served for the upstream.
+    #[default]
+    Off,
+    /// Anyone, with their own credentials only: each authorization makes a new subject.
+    #[serde(rename = "self")]
+    SelfService,
+    /// Whoever holds a connect link for the upstream; the grant is the link's subject's.
+    Link,
+}
+
+impl SignIn {
+    pub fn is_off(&self) -> bool {
+        *self == SignIn::Off
+    }
 }
 
 /// A 400 from the admin API: which field, and what is wrong with it.
@@ -222,7 +246,7 @@ pub fn parse_upstream(
     now_ms: u64,
 ) -> Result<UpstreamDraft, FieldError> {
     let obj = object(body, "body")?;
-    only_fields(obj, &["url", "transport", "headers", "user_fields", "oauth"], "")?;
+    only_fields(obj, &["url", "transport", "headers", "user_fields", "oauth", "sign_in"], "")?;
     let url = string_at(obj, "url", "url")?.ok_or_else(|| FieldError::new("url", "is required"))?;
     let url = check_url(&url, allow_private).map_err(|e| FieldError::new("url", e.to_string()))?.to_string();
     let transport = match string_at(obj, "transport", "transport")?.as_deref() {
@@ -256,9 +280,24 @@ pub fn parse_upstream(
             (Some(settings), secret)
         }
     };
+    let sign_in = match string_at(obj, "sign_in", "sign_in")?.as_deref() {
+        None | Some("off") => SignIn::Off,
+        Some("self") => SignIn::SelfService,
+        Some("link") => SignIn::Link,
+        Some(_) => return Err(FieldError::new("sign_in", "must be \"off\", \"self\" or \"link\"")),
+    };
     let upstream =
-        Upstream { id: id.clone(), url, transport, headers, user_fields, oauth, updated_at: now_ms };
+        Upstream { id: id.clone(), url, transport, headers, user_fields, oauth, sign_in, updated_at: now_ms };
     let plan = upstream.header_plan()?;
+    if upstream.sign_in == SignIn::SelfService {
+        // Anyone may sign in: nothing of the operator's may reach the upstream for them.
+        if let Some(s) = plan.sources.iter().find(|s| matches!(s, Source::Secret(_) | Source::Env(_))) {
+            return Err(FieldError::new(
+                "sign_in",
+                format!("\"self\" lets anyone use this upstream with their own credentials, but a header template reads {{{{{s}}}}}, the operator's"),
+            ));
+        }
+    }
     if upstream.oauth.is_none() {
         if let Some((name, _)) =
             plan.templates.iter().find(|(_, t)| t.sources().any(|s| *s == Source::OAuthAccessToken))
@@ -344,6 +383,7 @@ impl Upstream {
             "transport": self.transport,
             "headers": self.headers,
             "user_fields": self.user_fields,
+            "sign_in": self.sign_in,
             "updated_at": super::encoding::rfc3339(self.updated_at),
         });
         if let Some(o) = &self.oauth {
@@ -467,6 +507,27 @@ mod tests {
             field_of(json!({"url": "http://a.example/", "oauth": {"client_id": "c", "client_secret": "s"}})),
             "oauth.authorization_server"
         );
+    }
+
+    #[test]
+    fn sign_in_self_takes_nothing_of_the_operators() {
+        let d = parse(
+            json!({"url": "https://a.example/", "headers": {"X-API-KEY": "{{user.k}}"}, "sign_in": "self"}),
+        )
+        .unwrap();
+        assert_eq!(d.upstream.sign_in, SignIn::SelfService);
+        assert_eq!(d.upstream.public_view()["sign_in"], "self");
+        assert_eq!(parse(json!({"url": "https://a.example/"})).unwrap().upstream.sign_in, SignIn::Off);
+        for operator in ["{{secret.t}}", "{{env.T}}", "Basic {{basic(user.k, secret.t)}}"] {
+            let body = json!({"url": "https://a.example/", "headers": {"X": operator}, "sign_in": "self"});
+            assert_eq!(field_of(body), "sign_in", "{operator}");
+        }
+        let link = json!({"url": "https://a.example/", "headers": {"X": "{{secret.t}}"}, "sign_in": "link"});
+        assert_eq!(parse(link).unwrap().upstream.sign_in, SignIn::Link);
+        assert_eq!(field_of(json!({"url": "https://a.example/", "sign_in": "everyone"})), "sign_in");
+        let stored =
+            serde_json::to_value(parse(json!({"url": "https://a.example/"})).unwrap().upstream).unwrap();
+        assert!(stored.get("sign_in").is_none(), "off is not stored");
     }
 
     #[test]

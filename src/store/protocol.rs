@@ -88,6 +88,8 @@ operations! {
     /// To a guard object (`schema::guard_name`, never a subject): one admin request from that
     /// client, `ok` when its token was right.
     AdminAttempt { ok: bool } -> Verdict;
+    /// To a registration guard (`schema::registration_guard_name`): one client registration.
+    RegistrationAttempt {} -> Verdict;
 }
 
 /// What `Resolve` found.

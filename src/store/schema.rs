@@ -93,6 +93,15 @@ pub fn guard_name(client: &str) -> String {
 /// The guard's failure count, `window_start,failures`.
 pub const ADMIN_ATTEMPTS: &str = "admin_attempts";
 
+/// The name of the object that counts one client address's registrations at the gateway's
+/// authorization server (not a subject either: ':').
+pub fn registration_guard_name(client: &str) -> String {
+    format!("register-guard:{client}")
+}
+
+/// Its count, `window_start,registrations`.
+pub const REGISTRATION_ATTEMPTS: &str = "registration_attempts";
+
 #[cfg(test)]
 mod tests {
     use super::*;

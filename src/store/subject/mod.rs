@@ -60,7 +60,7 @@ impl SubjectStore {
         let run = async {
             let op: Op = serde_json::from_str(&op)?;
             // A guard has nothing sealed; `Reseal` does the whole pass itself and reports it.
-            if !matches!(op, Op::Reseal(_) | Op::AdminAttempt(_)) {
+            if !matches!(op, Op::Reseal(_) | Op::AdminAttempt(_) | Op::RegistrationAttempt(_)) {
                 self.reseal_once().await;
             }
             self.apply(op).await
@@ -103,6 +103,9 @@ impl SubjectStore {
             Op::Reseal(_) => answer::<p::Reseal>(self.reseal_now().await?),
             Op::AdminAttempt(o) => {
                 answer::<p::AdminAttempt>(super::guard::attempt(&self.storage(), o.ok).await?)
+            }
+            Op::RegistrationAttempt(_) => {
+                answer::<p::RegistrationAttempt>(super::guard::registration(&self.storage()).await?)
             }
         }
     }

@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod config;
 pub mod connect;
+pub mod connections;
 pub mod encoding;
 pub mod headers;
 pub mod ids;

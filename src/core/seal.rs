@@ -35,6 +35,9 @@ pub enum Context<'a> {
     PendingVerifier { subject: &'a str, upstream: &'a str },
     /// The upstream message URL inside a legacy SSE endpoint the gateway hands out.
     SseSession { upstream: &'a str },
+    /// The token of a connect link minted for a `connection_required` answer, kept with the link
+    /// so the next such answer hands out the same link (`core::connect::reusable_link`).
+    LinkToken { subject: &'a str, upstream: &'a str },
 }
 
 /// The values a connection seals.
@@ -72,6 +75,7 @@ impl fmt::Display for Context<'_> {
             }
             Context::PendingVerifier { subject, upstream } => write!(f, "pending:{subject}:{upstream}"),
             Context::SseSession { upstream } => write!(f, "sse-session:{upstream}"),
+            Context::LinkToken { subject, upstream } => write!(f, "link:{subject}:{upstream}"),
         }
     }
 }
@@ -311,6 +315,7 @@ mod tests {
             ),
             (Context::PendingVerifier { subject: "a", upstream: "gh" }, "pending:a:gh"),
             (Context::SseSession { upstream: "gh" }, "sse-session:gh"),
+            (Context::LinkToken { subject: "a", upstream: "gh" }, "link:a:gh"),
         ];
         for (context, text) in cases {
             assert_eq!(context.to_string(), text);

@@ -2,8 +2,9 @@
 //! views it answers are built here, from what the stores return.
 
 use crate::app::App;
-use crate::connect::mint_link;
+use crate::connect::{mint_link, LinkFor};
 use crate::core::connect::{DEFAULT_LINK_SECONDS, MAX_LINK_SECONDS};
+use crate::core::connections::{rows, Row};
 use crate::core::encoding::rfc3339;
 use crate::core::headers::is_field_value;
 use crate::core::ids::{SecretName, SubjectId, UpstreamId};
@@ -11,13 +12,13 @@ use crate::core::keys::{self, KeyHash, KeyRecord, KeyScope};
 use crate::core::seal::{Context, Resealed};
 use crate::core::secret::Secret;
 use crate::core::throttle::Verdict;
-use crate::core::upstream::parse_upstream;
+use crate::core::upstream::{parse_upstream, require_pinned};
 use crate::error::Error;
 use crate::http;
 use crate::rt::{now_ms, random_bytes};
 use crate::store::protocol::{
-    AdminAttempt, ConnectionSummary, CreateKey, DeleteConnection, Deleted, ListConnections, ListKeys,
-    PutSecret, Reseal, RevokeKey,
+    AdminAttempt, CreateKey, DeleteConnection, Deleted, ListConnections, ListKeys, PutSecret, Reseal,
+    RevokeKey,
 };
 use crate::store::schema::{guard_name, parse_config_key, ConfigKey};
 use serde_json::{json, Value};
@@ -84,12 +85,23 @@ pub async fn put_upstream(app: &App, mut req: Request, id: &str) -> Result<Respo
     let id = name(UpstreamId::parse(id), "id")?;
     let body = body_json(&mut req, app.config.max_body_bytes).await?;
     let draft = parse_upstream(&id, &body, app.config.allow_private_upstreams, now_ms())?;
+    let store = app.config_store()?;
+    // Read past the cache: the secret kept must be the one stored now.
+    let kept = draft.kept_client_secret(store.upstream_uncached(id.as_str()).await?.as_ref());
     let mut upstream = draft.upstream;
-    if let (Some(secret), Some(oauth)) = (draft.client_secret, upstream.oauth.as_mut()) {
-        let context = Context::OAuthClientSecret { upstream: id.as_str() };
-        oauth.client_secret_sealed = Some(app.seal(&context, secret.expose().as_bytes())?);
+    if let (Some(_), Some(oauth)) = (&kept, &upstream.oauth) {
+        require_pinned(oauth)?;
     }
-    app.config_store()?.put_upstream(&upstream).await?;
+    if let Some(oauth) = upstream.oauth.as_mut() {
+        oauth.client_secret_sealed = match draft.client_secret {
+            Some(secret) => {
+                let context = Context::OAuthClientSecret { upstream: id.as_str() };
+                Some(app.seal(&context, secret.expose().as_bytes())?)
+            }
+            None => kept,
+        };
+    }
+    store.put_upstream(&upstream).await?;
     Ok(http::json(200, &upstream.public_view()))
 }
 
@@ -228,7 +240,8 @@ pub async fn create_link(app: &App, mut req: Request) -> Result<Response, Error>
     let seconds = expires_in(&body, MAX_LINK_SECONDS)?.unwrap_or(DEFAULT_LINK_SECONDS);
     let routing = app.routing_for(subject.as_str())?;
     let store = app.store_for(subject.as_str())?;
-    let (url, expires_at) = mint_link(app, &store, &routing, &subject, &upstream, seconds).await?;
+    let (url, expires_at) =
+        mint_link(app, &store, &routing, &subject, &upstream, LinkFor::Operator { seconds }).await?;
     Ok(http::json(
         201,
         &json!({ "url": url.expose(), "expires_at": rfc3339(expires_at), "subject": subject.as_str(), "upstream": upstream.as_str() }),
@@ -241,7 +254,7 @@ pub async fn delete_connection(app: &App, subject: &str, upstream: &str) -> Resu
     // An id no upstream can have has no connection either.
     let upstream = UpstreamId::parse(upstream).map_err(|_| not_found())?;
     match app.store_for(subject.as_str())?.call(DeleteConnection { upstream }).await? {
-        Deleted::Deleted { .. } => Ok(http::empty(204)),
+        Deleted::Deleted { revoked } => Ok(http::json(200, &json!({ "revoked": revoked }))),
         Deleted::NotFound => Err(not_found()),
     }
 }
@@ -273,22 +286,30 @@ pub async fn revoke_key(app: &App, id: &str) -> Result<Response, Error> {
     }
 }
 
+/// `GET /admin/v1/connections?subject=`: for every upstream the subject's keys may use, what a
+/// request would meet now (`core::connections::rows`), and every other stored connection.
 pub async fn list_connections(app: &App, req: &Request) -> Result<Response, Error> {
     let subject = subject_param(req)?;
-    let list = app.store_for(subject.as_str())?.call(ListConnections {}).await?;
+    let held = app.store_for(subject.as_str())?.call(ListConnections {}).await?;
+    let upstreams = app.config_store()?.upstreams().await?;
+    let list = rows(&upstreams, &held.keys, &held.connections, &held.secrets, now_ms());
     Ok(items(list.iter().map(connection_view).collect()))
 }
 
-fn connection_view(c: &ConnectionSummary) -> Value {
+fn connection_view(row: &Row) -> Value {
+    let c = row.stored;
     let mut view = json!({
-        "id": c.upstream,
-        "upstream": c.upstream,
-        "status": c.status,
-        "expires_at": c.expires_at.map(rfc3339),
-        "scopes": c.scopes,
-        "updated_at": rfc3339(c.updated_at),
+        "id": row.upstream,
+        "upstream": row.upstream,
+        "status": row.status,
+        "expires_at": c.and_then(|c| c.expires_at).map(rfc3339),
+        "scopes": c.and_then(|c| c.scopes.as_ref()),
+        "updated_at": c.map(|c| rfc3339(c.updated_at)),
     });
-    if let Some(problem) = &c.problem {
+    if let Some(missing) = &row.missing {
+        view["missing"] = json!(missing);
+    }
+    if let Some(problem) = c.and_then(|c| c.problem.as_ref()) {
         view["problem"] = json!(problem);
     }
     view

@@ -4,12 +4,13 @@
 
 use crate::app::App;
 use crate::core::connect::{
-    confirm_page, form_page, message_page, page_csp, validate_form, FormErrors, LinkRecord, LinkState,
-    PAGE_HEADERS,
+    confirm_page, form_page, message_page, oauth_binding_cookie, page_csp, validate_form, Claim, FormErrors,
+    LinkRecord, LinkState, Refusal, CONNECTION_REQUIRED_LINK_SECONDS, MAX_LINK_SECONDS, PAGE_HEADERS,
 };
 use crate::core::encoding::{b64url, ct_eq};
 use crate::core::ids::{SubjectId, UpstreamId};
 use crate::core::keys::{self, KeyHash};
+use crate::core::oauth::flow::Callback;
 use crate::core::seal::{ConnectionValue, Context};
 use crate::core::secret::Secret;
 use crate::core::upstream::Upstream;
@@ -17,7 +18,7 @@ use crate::error::Error;
 use crate::http;
 use crate::oauth::{self, Finished};
 use crate::rt::{now_ms, random_bytes};
-use crate::store::protocol::{CompleteLink, CreateLink, GetLink, LinkOutcome};
+use crate::store::protocol::{CompleteLink, CreateLink, LinkOutcome, OpenLink as OpenLinkOp};
 use crate::store::stub::SubjectStoreStub;
 use std::collections::BTreeMap;
 use worker::{Headers, Request, Response};
@@ -25,17 +26,35 @@ use worker::{Headers, Request, Response};
 /// The largest connect form accepted.
 const MAX_FORM_BYTES: usize = 64 * 1024;
 
-/// Makes a fresh link for `subject` to connect `upstream`; returns its URL (a bearer credential
-/// for the subject's account) and expiry.
+/// Who a link is for, which decides its lifetime and whether it is handed out again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkFor {
+    /// `POST /admin/v1/links`: a new link every time, for `seconds`.
+    Operator { seconds: u64 },
+    /// A `connection_required` answer: short-lived, and the live one is handed out again
+    /// (`core::connect::reusable_link`), so a retrying client never deletes the link its user
+    /// is looking at.
+    ConnectionRequired,
+}
+
+/// A link for `subject` to connect `upstream`: its URL (a bearer credential for the subject's
+/// account) and expiry.
 pub async fn mint_link(
     app: &App,
     store: &SubjectStoreStub,
     routing: &str,
     subject: &SubjectId,
     upstream: &UpstreamId,
-    seconds: u64,
+    kind: LinkFor,
 ) -> Result<(Secret, u64), Error> {
     let token = keys::generate_link(routing, &random_bytes());
+    let context = Context::LinkToken { subject: subject.as_str(), upstream: upstream.as_str() };
+    let (seconds, sealed) = match kind {
+        LinkFor::Operator { seconds } => (seconds, None),
+        LinkFor::ConnectionRequired => {
+            (CONNECTION_REQUIRED_LINK_SECONDS, Some(app.seal(&context, token.as_bytes())?))
+        }
+    };
     let now = now_ms();
     let link = LinkRecord {
         subject: subject.clone(),
@@ -43,30 +62,52 @@ pub async fn mint_link(
         expires_at: now + seconds * 1000,
         used_at: None,
         created_at: now,
+        token: sealed,
+        browser_hash: None,
     };
     let expires_at = link.expires_at;
-    store.call(CreateLink { hash: KeyHash::of(&token), link }).await?;
-    Ok((Secret::new(format!("{}/connect/{token}", app.public_origin)), expires_at))
+    let url = |token: &str| Secret::new(format!("{}/connect/{token}", app.public_origin));
+    let Some(live) = store.call(CreateLink { hash: KeyHash::of(&token), link: link.clone() }).await? else {
+        return Ok((url(&token), expires_at));
+    };
+    match live
+        .token
+        .as_ref()
+        .map(|sealed| app.keyring()?.open_secret(&context, sealed).map_err(Error::internal))
+    {
+        Some(Ok(reused)) => Ok((url(reused.expose()), live.expires_at)),
+        // A live link whose token no key opens (should not happen): a plain new one instead.
+        _ => {
+            let plain = LinkRecord { token: None, ..link };
+            store.call(CreateLink { hash: KeyHash::of(&token), link: plain }).await?;
+            Ok((url(&token), expires_at))
+        }
+    }
 }
 
-fn page_response(status: u16, body: String, csp: &str, cookie: Option<String>) -> Response {
+fn page_response(status: u16, body: String, csp: &str, cookies: &[String]) -> Response {
     let headers = Headers::new();
     for (name, value) in PAGE_HEADERS {
         let _ = headers.set(name, value);
     }
     let _ = headers.set("Content-Security-Policy", csp);
-    if let Some(cookie) = cookie {
-        let _ = headers.set("Set-Cookie", &cookie);
+    for cookie in cookies {
+        let _ = headers.append("Set-Cookie", cookie);
     }
     Response::builder().with_status(status).with_headers(headers).fixed(body.into_bytes())
 }
 
-fn html(status: u16, body: String, cookie: Option<String>) -> Response {
-    page_response(status, body, &page_csp(false, false), cookie)
+fn html(status: u16, body: String, cookies: &[String]) -> Response {
+    page_response(status, body, &page_csp(false, false), cookies)
 }
 
 fn message(status: u16, title: &str, text: &str) -> Response {
-    html(status, message_page(title, text), None)
+    html(status, message_page(title, text), &[])
+}
+
+fn refusal(r: Refusal) -> Response {
+    let (status, title, text) = r.page();
+    message(status, title, text)
 }
 
 /// The page a finished or refused link shows.
@@ -77,34 +118,13 @@ fn link_outcome_page(outcome: LinkOutcome, upstream: &str) -> Response {
             "Connected",
             &format!("Your account for {upstream} is connected. You can close this page."),
         ),
-        LinkOutcome::Used => Refusal::USED.page(),
-        LinkOutcome::Expired => Refusal::EXPIRED.page(),
-        LinkOutcome::NotFound => Refusal::NOT_FOUND.page(),
+        LinkOutcome::Used => refusal(Refusal::LinkUsed),
+        LinkOutcome::Expired => refusal(Refusal::LinkExpired),
+        LinkOutcome::NotFound => refusal(Refusal::LinkNotFound),
     }
 }
 
-/// A link that cannot be used, as the page the user sees.
-struct Refusal(u16, &'static str, &'static str);
-
-impl Refusal {
-    const NOT_FOUND: Refusal =
-        Refusal(404, "Link not found", "This connect link is not valid. Ask whoever sent it for a new one.");
-    const EXPIRED: Refusal =
-        Refusal(410, "Link expired", "This connect link has expired. Ask whoever sent it for a new one.");
-    const USED: Refusal = Refusal(
-        410,
-        "Link already used",
-        "This connect link was already used. If you need to connect again, ask for a new link.",
-    );
-    const GONE: Refusal =
-        Refusal(404, "Service not found", "The service this link was for is no longer set up here.");
-
-    fn page(&self) -> Response {
-        message(self.0, self.1, self.2)
-    }
-}
-
-/// The link a token names, with its store and upstream, if it can still be used.
+/// The link a token names, with its store and upstream, if this browser may still use it.
 struct OpenLink {
     hash: KeyHash,
     store: SubjectStoreStub,
@@ -112,29 +132,42 @@ struct OpenLink {
     upstream: Upstream,
 }
 
-async fn open_link(app: &App, token: &str) -> Result<Result<OpenLink, Refusal>, Error> {
-    let Some(presented) = keys::parse_link(token) else { return Ok(Err(Refusal::NOT_FOUND)) };
-    let Some(store) = app.store_at(&presented.routing)? else { return Ok(Err(Refusal::NOT_FOUND)) };
+/// `browser`: the value of this browser's `mab_browser` cookie (the first browser that opens a
+/// link owns it).
+async fn open_link(
+    app: &App,
+    token: &str,
+    browser: Option<&str>,
+) -> Result<Result<OpenLink, Refusal>, Error> {
+    let Some(presented) = keys::parse_link(token) else { return Ok(Err(Refusal::LinkNotFound)) };
+    let Some(store) = app.store_at(&presented.routing)? else { return Ok(Err(Refusal::LinkNotFound)) };
     let hash = presented.hash;
-    let Some(link) = store.call(GetLink { hash: hash.clone() }).await? else {
-        return Ok(Err(Refusal::NOT_FOUND));
+    let op = OpenLinkOp { hash: hash.clone(), browser: browser.map(KeyHash::of) };
+    let Some((link, claim)) = store.call(op).await? else {
+        return Ok(Err(Refusal::LinkNotFound));
     };
     match link.state(now_ms()) {
-        LinkState::Expired => return Ok(Err(Refusal::EXPIRED)),
-        LinkState::Used => return Ok(Err(Refusal::USED)),
+        LinkState::Expired => return Ok(Err(Refusal::LinkExpired)),
+        LinkState::Used => return Ok(Err(Refusal::LinkUsed)),
         LinkState::Usable => {}
     }
+    if claim == Claim::OtherBrowser {
+        return Ok(Err(Refusal::OtherBrowser));
+    }
     let Some(upstream) = app.config_store()?.upstream(link.upstream.as_str()).await? else {
-        return Ok(Err(Refusal::GONE));
+        return Ok(Err(Refusal::ServiceGone));
     };
     Ok(Ok(OpenLink { hash, store, link, upstream }))
 }
 
 /// The double-submit CSRF cookie of the connect forms.
 const CSRF_COOKIE: &str = "mab_csrf";
-/// Binds an OAuth callback to the browser that pressed "Continue" (login CSRF, RFC 6749
-/// §10.12): `Lax`, because the authorization server sends the browser back cross-site.
-const OAUTH_COOKIE: &str = "mab_oauth";
+/// An OAuth callback is bound to the browser that pressed "Continue" (login CSRF, RFC 6749
+/// §10.12) by a `Lax` cookie (the authorization server sends the browser back cross-site).
+/// The cookie's name is per pending authorization: `core::connect::oauth_binding_cookie`.
+/// Names this browser to the links it opened first: `Lax`, because links are opened from other
+/// sites (a chat, a mail), and as long-lived as the longest link.
+const BROWSER_COOKIE: &str = "mab_browser";
 
 /// A cookie's name: `__Host-` on https, where browsers enforce its rules.
 fn cookie_name(app: &App, base: &str) -> String {
@@ -171,11 +204,17 @@ fn nothing_to_connect(upstream: &Upstream) -> Option<Response> {
         .then(|| message(404, "Nothing to connect", "This service needs nothing from you: you are all set."))
 }
 
+/// This browser's `mab_browser` cookie, if it has a well-formed one.
+fn browser_cookie(app: &App, req: &Request) -> Option<String> {
+    cookie_value(req, &cookie_name(app, BROWSER_COOKIE)).filter(|v| is_random_token(v))
+}
+
 /// `GET /connect/{token}`.
 pub async fn page(app: &App, req: &Request, token: &str) -> Result<Response, Error> {
-    let open = match open_link(app, token).await? {
+    let browser = browser_cookie(app, req).unwrap_or_else(|| b64url(&random_bytes::<32>()));
+    let open = match open_link(app, token, Some(&browser)).await? {
         Ok(open) => open,
-        Err(refusal) => return Ok(refusal.page()),
+        Err(r) => return Ok(refusal(r)),
     };
     if let Some(resp) = nothing_to_connect(&open.upstream) {
         return Ok(resp);
@@ -184,24 +223,27 @@ pub async fn page(app: &App, req: &Request, token: &str) -> Result<Response, Err
     let csrf = cookie_value(req, &cookie_name(app, CSRF_COOKIE))
         .filter(|v| is_random_token(v))
         .unwrap_or_else(|| b64url(&random_bytes::<32>()));
-    let cookie = Some(set_cookie(app, CSRF_COOKIE, &csrf, "Strict", 3600));
+    let cookies = [
+        set_cookie(app, CSRF_COOKIE, &csrf, "Strict", 3600),
+        set_cookie(app, BROWSER_COOKIE, &browser, "Lax", MAX_LINK_SECONDS),
+    ];
     let (subject, id, expires_at) =
         (open.link.subject.as_str(), open.upstream.id.as_str(), open.link.expires_at);
     Ok(if open.upstream.oauth.is_some() {
         let csp = page_csp(true, app.config.allow_private_upstreams);
-        page_response(200, confirm_page(subject, id, &csrf, expires_at), &csp, cookie)
+        page_response(200, confirm_page(subject, id, &csrf, expires_at), &csp, &cookies)
     } else {
         let body =
             form_page(subject, id, &open.upstream.user_fields, &csrf, expires_at, &FormErrors::new(), &[]);
-        html(200, body, cookie)
+        html(200, body, &cookies)
     })
 }
 
 /// `POST /connect/{token}`: the form, checked, sealed and stored; the link used up.
 pub async fn submit(app: &App, mut req: Request, token: &str) -> Result<Response, Error> {
-    let open = match open_link(app, token).await? {
+    let open = match open_link(app, token, browser_cookie(app, &req).as_deref()).await? {
         Ok(open) => open,
-        Err(refusal) => return Ok(refusal.page()),
+        Err(r) => return Ok(refusal(r)),
     };
     if let Some(resp) = nothing_to_connect(&open.upstream) {
         return Ok(resp);
@@ -212,12 +254,7 @@ pub async fn submit(app: &App, mut req: Request, token: &str) -> Result<Response
     let submitted_csrf = form.iter().find(|(k, _)| k == "csrf").map(|(_, v)| v.as_str()).unwrap_or("");
     let cookie = cookie_value(&req, &cookie_name(app, CSRF_COOKIE)).unwrap_or_default();
     if submitted_csrf.is_empty() || !ct_eq(submitted_csrf.as_bytes(), cookie.as_bytes()) {
-        return Ok(message(
-            403,
-            "Please try again",
-            "This form could not be verified (it was sent from another page, or your browser blocked its cookie). \
-             Open the link again and resubmit.",
-        ));
+        return Ok(refusal(Refusal::FormNotVerified));
     }
     if open.upstream.oauth.is_some() {
         let browser = b64url(&random_bytes::<32>());
@@ -226,10 +263,11 @@ pub async fn submit(app: &App, mut req: Request, token: &str) -> Result<Response
             match oauth::begin(app, &open.store, &open.hash, &open.link.subject, &open.upstream, browser_hash)
                 .await
             {
-                Ok(url) => {
-                    let cookie = set_cookie(app, OAUTH_COOKIE, &browser, "Lax", oauth::PENDING_MS / 1000);
+                Ok((url, state_hash)) => {
+                    let name = oauth_binding_cookie(&state_hash);
+                    let cookie = set_cookie(app, &name, &browser, "Lax", oauth::PENDING_MS / 1000);
                     let body = message_page("Continue to sign in", "Continue to the sign-in page.");
-                    let resp = page_response(303, body, &page_csp(false, false), Some(cookie));
+                    let resp = page_response(303, body, &page_csp(false, false), &[cookie]);
                     let _ = resp.headers().set("Location", &url);
                     resp
                 }
@@ -238,12 +276,7 @@ pub async fn submit(app: &App, mut req: Request, token: &str) -> Result<Response
                         "mcp-authbridge: cannot start OAuth for '{}': {why}",
                         open.upstream.id
                     );
-                    message(
-                    502,
-                    "Cannot connect right now",
-                    "The sign-in service of this provider could not be reached or is not set up for this gateway. \
-                     Try the link again later, or tell whoever sent it.",
-                )
+                    refusal(Refusal::ServerFailed)
                 }
             },
         );
@@ -260,7 +293,7 @@ pub async fn submit(app: &App, mut req: Request, token: &str) -> Result<Response
                 &errors,
                 &form,
             );
-            return Ok(html(400, body, None));
+            return Ok(html(400, body, &[]));
         }
     };
     let mut sealed = BTreeMap::new();
@@ -278,22 +311,21 @@ pub async fn submit(app: &App, mut req: Request, token: &str) -> Result<Response
 /// `GET /oauth/callback`: the end of an OAuth connect, as a page.
 pub async fn callback(app: &App, req: &Request) -> Result<Response, Error> {
     let url = req.url().map_err(Error::internal)?;
-    let browser = cookie_value(req, &cookie_name(app, OAUTH_COOKIE));
-    Ok(match oauth::finish(app, &url, browser.as_deref()).await? {
+    // The binding cookie of the pending authorization this `state` names.
+    let state = Callback::from_query(&url).state.as_deref().and_then(keys::parse_state);
+    let cookie = state.map(|s| cookie_name(app, &oauth_binding_cookie(&s.hash)));
+    let browser = cookie.as_deref().and_then(|name| cookie_value(req, name));
+    let resp = match oauth::finish(app, &url, browser.as_deref()).await? {
         Finished::Connected(upstream) => link_outcome_page(LinkOutcome::Completed, upstream.as_str()),
-        Finished::Denied => message(
-            403,
-            "Not connected",
-            "You did not allow access, so nothing was changed. To connect later, open your connect link again.",
-        ),
-        Finished::Refused(why) => message(400, "Sign-in not accepted", why),
+        Finished::Refused(r) => refusal(r),
         Finished::LinkGone(outcome) => link_outcome_page(outcome, ""),
-        Finished::ServerFailed => message(
-            502,
-            "Cannot connect right now",
-            "The provider's sign-in service failed to complete the connection. Open your connect link and try again.",
-        ),
-    })
+    };
+    // The binding has done its work, whatever the outcome: the browser may forget it.
+    if let (Some(name), Some(_)) = (&cookie, &browser) {
+        let secure = if app.public_origin.starts_with("https://") { "; Secure" } else { "" };
+        let _ = resp.headers().append("Set-Cookie", &format!("{name}=; Path=/; HttpOnly; Max-Age=0{secure}"));
+    }
+    Ok(resp)
 }
 
 /// `GET /oauth/client-metadata.json`: the gateway's Client ID Metadata Document.

@@ -2,7 +2,6 @@
 
 use crate::core::mcp::Peek;
 use crate::error::Error;
-use futures_util::StreamExt;
 use serde_json::Value;
 use worker::{Headers, Request, Response};
 
@@ -53,30 +52,76 @@ pub fn header(req: &Request, name: &str) -> Option<String> {
     req.headers().get(name).ok().flatten()
 }
 
-/// Reads the request body, refusing more than `limit` bytes (by `Content-Length` at once, or
-/// while streaming a body without one).
-pub async fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, Error> {
-    let too_large = Error::BodyTooLarge { limit };
-    if let Some(len) = header(req, "content-length").and_then(|v| v.trim().parse::<u64>().ok()) {
-        if len > limit as u64 {
-            return Err(too_large);
-        }
+/// How much of a body refused for its size is read, only to shape the error (API.md §1: a
+/// JSON-RPC request "judged from its first 64 KiB").
+pub const PEEK_BYTES: usize = 64 * 1024;
+
+/// How much of a refused body is drained (read and dropped unseen, never copied or kept) after
+/// its head, so that the runtime does not reset the connection before the client has read the
+/// answer; a client sending more may see its connection cut instead.
+const DRAIN_BYTES: usize = 32 * 1024 * 1024;
+
+/// A request body as read: whole, or refused for its size, with at most its first
+/// `PEEK_BYTES`.
+pub enum Body {
+    Whole(Vec<u8>),
+    TooLarge { head: Vec<u8> },
+}
+
+/// Reads the request body, refusing more than `limit` bytes (by `Content-Length` before any of
+/// it is read, or while streaming a body without one); of a refused body, no more than
+/// `PEEK_BYTES` are read.
+pub async fn read_body_or_head(req: &mut Request, limit: usize) -> Result<Body, Error> {
+    let declared = header(req, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|len| len <= limit as u64) {
         // The runtime delivers exactly the declared length: read it in one piece.
-        return req.bytes().await.map_err(Error::internal);
+        return req.bytes().await.map(Body::Whole).map_err(Error::internal);
     }
-    if req.inner().body().is_none() {
-        return Ok(Vec::new());
-    }
-    let mut stream = req.stream().map_err(Error::internal)?;
+    let Some(raw) = req.inner().body() else { return Ok(Body::Whole(Vec::new())) };
+    let mut stream = wasm_streams::ReadableStream::from_raw(raw);
+    let mut reader = stream.get_reader();
     let mut body = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(Error::internal)?;
-        if body.len() + chunk.len() > limit {
-            return Err(too_large);
+    let mut too_large = declared.is_some();
+    while let Some(chunk) = reader.read().await.map_err(|e| Error::internal(format!("{e:?}")))? {
+        let chunk = js_sys::Uint8Array::new(&chunk).to_vec();
+        too_large |= body.len() + chunk.len() > limit;
+        if too_large {
+            let room = PEEK_BYTES.saturating_sub(body.len());
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if body.len() >= PEEK_BYTES {
+                drain(&mut reader, body.len()).await;
+                break;
+            }
+        } else {
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
     }
-    Ok(body)
+    if too_large {
+        body.truncate(PEEK_BYTES);
+        return Ok(Body::TooLarge { head: body });
+    }
+    Ok(Body::Whole(body))
+}
+
+/// Reads on to the end of a refused body (at most `DRAIN_BYTES`), dropping each chunk as it
+/// comes: the runtime cuts the connection of a request whose body is left half-read, and the
+/// client would lose the answer.
+async fn drain(reader: &mut wasm_streams::readable::ReadableStreamDefaultReader<'_>, already: usize) {
+    let mut read = already;
+    while read < DRAIN_BYTES {
+        match reader.read().await {
+            Ok(Some(chunk)) => read += js_sys::Uint8Array::new(&chunk).length() as usize,
+            _ => return,
+        }
+    }
+}
+
+/// [`read_body_or_head`], where a body over the limit is only an error.
+pub async fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, Error> {
+    match read_body_or_head(req, limit).await? {
+        Body::Whole(body) => Ok(body),
+        Body::TooLarge { .. } => Err(Error::BodyTooLarge { limit }),
+    }
 }
 
 pub fn percent_decode(segment: &str) -> Option<String> {

@@ -5,6 +5,7 @@
 
 use crate::app::App;
 use crate::core::config::Config;
+use crate::core::connect::Refusal;
 use crate::core::ids::{SubjectId, UpstreamId};
 use crate::core::keys::{self, KeyHash};
 use crate::core::oauth::discovery::{
@@ -27,7 +28,7 @@ use crate::oauth_client::{oauth_timeout, revoke, token_call};
 use crate::outbound::{oauth_request, Answer, OAuthRequest};
 use crate::rt::{now_ms, random_bytes};
 use crate::store::protocol::{
-    BeginAuthorization, CompleteLink, LinkOutcome, PendingAuthorization, TakeAuthorization,
+    BeginAuthorization, CompleteLink, LinkOutcome, PendingAuthorization, TakeAuthorization, Taken,
 };
 use crate::store::schema::registration_key;
 use crate::store::stub::SubjectStoreStub;
@@ -205,7 +206,8 @@ async fn client_identity(
 }
 
 /// `POST /connect/{token}` for an OAuth upstream: discover, identify, keep a pending
-/// authorization in the subject's store, and return where to send the browser.
+/// authorization in the subject's store, and return where to send the browser, with the hash of
+/// the `state` (it names the browser's binding cookie).
 pub async fn begin(
     app: &App,
     store: &SubjectStoreStub,
@@ -213,7 +215,7 @@ pub async fn begin(
     subject: &SubjectId,
     upstream: &Upstream,
     browser_hash: KeyHash,
-) -> Result<String, SetupError> {
+) -> Result<(String, KeyHash), SetupError> {
     let (server, supported) = discover(&app.config, upstream).await?;
     // The browser goes there with `state` and the PKCE challenge: https only, like any endpoint.
     check_url(&server.authorization_endpoint, app.config.allow_private_upstreams)
@@ -266,17 +268,16 @@ pub async fn begin(
         browser_hash,
         origin: Some(upstream.place().origin),
     };
-    store.call(BeginAuthorization { state_hash: KeyHash::of(&state), pending: Box::new(pending) }).await?;
-    Ok(url)
+    let state_hash = KeyHash::of(&state);
+    store.call(BeginAuthorization { state_hash: state_hash.clone(), pending: Box::new(pending) }).await?;
+    Ok((url, state_hash))
 }
 
 /// The outcome of a callback, as the page the user sees.
 pub enum Finished {
     Connected(UpstreamId),
-    Denied,
-    Refused(&'static str),
+    Refused(Refusal),
     LinkGone(LinkOutcome),
-    ServerFailed,
 }
 
 /// `GET /oauth/callback`: the pending authorization its `state` names (once), the RFC 9207
@@ -319,7 +320,7 @@ pub async fn finish(app: &App, url: &Url, browser: Option<&str>) -> Result<Finis
                 Err(e) => format!("the token endpoint: {e}"),
             };
             worker::console_error!("mcp-authbridge: code exchange for '{upstream}' failed: {why}");
-            return Ok(Finished::ServerFailed);
+            return Ok(Finished::Refused(Refusal::ServerFailed));
         }
     };
     let scopes = tokens
@@ -355,47 +356,41 @@ pub async fn finish(app: &App, url: &Url, browser: Option<&str>) -> Result<Finis
     Ok(Finished::Connected(pending.upstream))
 }
 
-/// A callback that may finish: the pending authorization its `state` names (taken out once),
-/// started in this browser, answered by the expected server with a code; else how it ends.
+/// A callback that may finish: the pending authorization its `state` names, started in this
+/// browser (checked before it is taken out, once: a callback from another browser leaves it for
+/// the right one, since otherwise someone else's sign-in would be stored as this subject's
+/// connection), answered by the expected server with a code; else how it ends.
 async fn accept_callback(
     app: &App,
     url: &Url,
     browser: Option<&str>,
 ) -> Result<Result<(SubjectStoreStub, SubjectId, PendingAuthorization, String), Finished>, Error> {
     let cb = Callback::from_query(url);
-    let not_ours = Finished::Refused("This sign-in response is not one this gateway is waiting for.");
+    let not_ours = Finished::Refused(Refusal::CallbackUnknown);
     let Some(state) = cb.state.as_deref().and_then(keys::parse_state) else { return Ok(Err(not_ours)) };
     let Some(store) = app.store_at(&state.routing)? else { return Ok(Err(not_ours)) };
-    let Some((subject, pending)) = store.call(TakeAuthorization { state_hash: state.hash }).await? else {
-        return Ok(Err(Finished::Refused(
-            "This sign-in response was already used, has expired, or was not sent by this gateway. Open your connect link again.",
-        )));
+    let op = TakeAuthorization { state_hash: state.hash, browser: browser.map(KeyHash::of) };
+    let (subject, pending) = match store.call(op).await? {
+        Taken::Taken { subject, pending } => (subject, *pending),
+        Taken::Unknown => return Ok(Err(not_ours)),
+        Taken::OtherBrowser => return Ok(Err(Finished::Refused(Refusal::CallbackOtherBrowser))),
     };
-    // The browser that pressed "Continue" must be the one coming back: otherwise someone else's
-    // sign-in would be stored as this subject's connection.
-    if !browser.is_some_and(|b| pending.browser_hash.matches(b)) {
-        return Ok(Err(Finished::Refused(
-            "This sign-in was started in another browser. Open your connect link again in this browser.",
-        )));
-    }
     // A registration's callback comes back on its server's own path (mix-up defence).
     if !arrived_at(&pending.redirect_uri, url) {
-        return Ok(Err(Finished::Refused("The sign-in response did not come from the expected server.")));
+        return Ok(Err(Finished::Refused(Refusal::CallbackWrongIssuer)));
     }
     let refused = match check_callback(&cb, &pending.server) {
         Ok(code) => return Ok(Ok((store, subject, pending, code))),
-        Err(CallbackError::Denied(error)) if error == "access_denied" => Finished::Denied,
+        Err(CallbackError::Denied(error)) if error == "access_denied" => Refusal::Denied,
         Err(CallbackError::Denied(error)) => {
             worker::console_error!(
                 "mcp-authbridge: authorization for '{}' answered {error}",
                 pending.upstream
             );
-            Finished::ServerFailed
+            Refusal::ServerFailed
         }
-        Err(CallbackError::MissingCode) => Finished::Refused("The sign-in response carries no code."),
-        Err(CallbackError::WrongIssuer | CallbackError::MissingIssuer) => {
-            Finished::Refused("The sign-in response did not come from the expected server.")
-        }
+        Err(CallbackError::MissingCode) => Refusal::CallbackNoCode,
+        Err(CallbackError::WrongIssuer | CallbackError::MissingIssuer) => Refusal::CallbackWrongIssuer,
     };
-    Ok(Err(refused))
+    Ok(Err(Finished::Refused(refused)))
 }

@@ -5,8 +5,7 @@
 
 use crate::app::App;
 use crate::authorize;
-use crate::connect::mint_link;
-use crate::core::connect::DEFAULT_LINK_SECONDS;
+use crate::connect::{mint_link, LinkFor};
 use crate::core::headers::{connection_listed, forward_request_header, forward_response_header};
 use crate::core::ids::{SubjectId, UpstreamId};
 use crate::core::keys;
@@ -18,18 +17,17 @@ use crate::core::request::{
 };
 use crate::core::seal::{ConnectionValue, Context, Keyring, Sealed};
 use crate::core::secret::Secret;
-use crate::core::sse::{EndpointRewriter, SseError};
+use crate::core::sse::{EndpointRewriter, SessionUrl, SseError};
 use crate::core::template::Source;
 use crate::core::upstream::{HeaderPlan, Transport, Upstream};
 use crate::error::Error;
-use crate::http;
+use crate::http::{self, Body};
 use crate::outbound::{self, OutboundError};
-use crate::rt::random_bytes;
+use crate::rt::{now_ms, random_bytes};
 use crate::store::protocol::{RefreshAfterRejection, Resolve, Resolved, SetConnectionStatus};
 use crate::store::stub::SubjectStoreStub;
 use futures_util::future::join_all;
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use url::Url;
@@ -46,31 +44,25 @@ pub enum Route {
     SseMessage,
 }
 
-/// What the sealed `s` parameter of a legacy message URL carries.
-#[derive(Serialize, Deserialize)]
-struct SessionUrl {
-    subject: String,
-    url: String,
-}
-
-/// How much of a rejected request's body is read, only to answer a JSON-RPC request with a
-/// JSON-RPC error: an unauthenticated client never makes the gateway buffer more.
-const PEEK_LIMIT: usize = 64 * 1024;
-
 pub async fn handle(app: &App, mut req: Request, upstream_id: &str, route: Route) -> Response {
     let has_body = !matches!(req.method(), Method::Get | Method::Delete | Method::Head);
-    // Authenticate before reading the body (steps 1–4).
+    // Authenticate before reading the body (steps 1–4): a client that fails makes the gateway
+    // read no more than it needs to answer a JSON-RPC request with a JSON-RPC error.
     let prepared = prepare(app, &req, upstream_id, route).await;
-    let limit = if prepared.is_ok() { app.config.max_body_bytes } else { PEEK_LIMIT };
-    let body = if has_body { Some(http::read_body(&mut req, limit).await) } else { None };
-    let peek = match &body {
-        Some(Ok(bytes)) => Some(mcp::peek(bytes)),
-        _ => None,
+    let limit = if prepared.is_ok() { app.config.max_body_bytes } else { http::PEEK_BYTES };
+    let body = if has_body { Some(http::read_body_or_head(&mut req, limit).await) } else { None };
+    let (peek, body) = match body {
+        Some(Ok(Body::Whole(bytes))) => (Some(mcp::peek(&bytes)), Some(Ok(bytes))),
+        Some(Ok(Body::TooLarge { head })) => {
+            (Some(mcp::peek_prefix(&head)), Some(Err(Error::BodyTooLarge { limit })))
+        }
+        Some(Err(e)) => (None, Some(Err(e))),
+        None => (None, None),
     };
     let result = match (prepared, body) {
         (Err(e), _) => Err(e),
         (Ok(_), Some(Err(e))) => Err(e),
-        (Ok(p), body) => forward(app, &req, p, body.transpose().ok().flatten()).await,
+        (Ok(p), body) => forward(app, &req, p, body.and_then(Result::ok)).await,
     };
     result.unwrap_or_else(|e| http::error(&e, peek.as_ref()))
 }
@@ -96,7 +88,7 @@ struct Prepared {
 /// call). Errors come in the contract's order: 401 before 404 before 403.
 async fn prepare(app: &App, req: &Request, upstream_id: &str, route: Route) -> Result<Prepared, Error> {
     if let Some(origin) = http::header(req, "origin") {
-        if !app.config.origin_allowed(&origin) {
+        if !app.config.origin_allowed(&origin, &app.public_origin) {
             return Err(Error::OriginNotAllowed { origin });
         }
     }
@@ -305,10 +297,12 @@ fn refuse_redirect(upstream_id: &str, resp: &Response) -> Error {
     }
 }
 
-/// The `connection_required` answer, with a fresh connect link for this subject and upstream
-/// (API.md §1). If the link cannot be made, the answer still goes out, without one.
+/// The `connection_required` answer, with a connect link for this subject and upstream (API.md
+/// §1): the live one handed out before, else a new one (1 hour). If none can be made, the
+/// answer still goes out, without one.
 async fn connection_required(app: &App, p: &Prepared) -> Error {
-    let link = mint_link(app, &p.store, &p.routing, &p.subject, &p.upstream.id, DEFAULT_LINK_SECONDS).await;
+    let link =
+        mint_link(app, &p.store, &p.routing, &p.subject, &p.upstream.id, LinkFor::ConnectionRequired).await;
     let connect_url = link
         .map_err(|e| worker::console_error!("mcp-authbridge: could not make a connect link: {e:?}"))
         .ok()
@@ -375,7 +369,7 @@ fn open(ring: &Keyring, context: &Context, sealed: &Sealed) -> Result<Secret, Er
 }
 
 /// The upstream message URL a legacy client was given, checked: sealed by us, for this
-/// upstream, for this subject, on the upstream's own origin.
+/// upstream, for this subject, not expired (24 h), on the upstream's own origin.
 fn session_target(app: &App, req: &Request, upstream: &Upstream, subject: &str) -> Result<String, Error> {
     let url = req.url().map_err(Error::internal)?;
     let sealed = url
@@ -389,7 +383,7 @@ fn session_target(app: &App, req: &Request, upstream: &Upstream, subject: &str) 
     let session: SessionUrl = serde_json::from_slice(&bytes).map_err(|_| Error::InvalidSessionUrl)?;
     let base = Url::parse(&upstream.url).map_err(Error::internal)?;
     let target = Url::parse(&session.url).map_err(|_| Error::InvalidSessionUrl)?;
-    if session.subject != subject || !same_origin(&base, &target) {
+    if !session.usable_by(subject, now_ms()) || !same_origin(&base, &target) {
         return Err(Error::InvalidSessionUrl);
     }
     Ok(session.url)
@@ -410,7 +404,7 @@ impl EndpointRewrite {
         if !same_origin(&self.upstream_url, &target) {
             return Err("endpoint is on another origin than the upstream".into());
         }
-        let session = SessionUrl { subject: self.subject.clone(), url: target.to_string() };
+        let session = SessionUrl::new(&self.subject, target.as_str(), now_ms());
         let json = serde_json::to_vec(&session).map_err(|e| e.to_string())?;
         let context = Context::SseSession { upstream: &self.upstream_id };
         let sealed = self.keyring.seal(&context, &json, random_bytes());

@@ -113,7 +113,7 @@ const CORS_EXPOSE_HEADERS: &str = "Mcp-Session-Id, MCP-Protocol-Version, WWW-Aut
 
 fn preflight(app: &App, req: &Request, origin: Option<&str>) -> Response {
     match origin {
-        Some(o) if app.config.origin_allowed(o) => {
+        Some(o) if app.config.origin_allowed(o, &app.public_origin) => {
             let resp = http::empty(204);
             let _ = resp.headers().set("Access-Control-Allow-Methods", MCP_ALLOW);
             // Browsers take `Mcp-Param-*` in this list literally, not as a pattern: echo what the
@@ -134,7 +134,7 @@ fn preflight(app: &App, req: &Request, origin: Option<&str>) -> Response {
 }
 
 fn with_cors(app: &App, resp: Response, origin: Option<&str>) -> Response {
-    if let Some(o) = origin.filter(|o| app.config.origin_allowed(o)) {
+    if let Some(o) = origin.filter(|o| app.config.origin_allowed(o, &app.public_origin)) {
         let headers = resp.headers();
         let _ = headers.set("Access-Control-Allow-Origin", o);
         let _ = headers.set("Access-Control-Expose-Headers", CORS_EXPOSE_HEADERS);

@@ -63,11 +63,16 @@ impl Config {
         }
     }
 
-    /// Whether a browser `Origin` may call the MCP routes. Requests without `Origin`
-    /// (server-side clients) are always allowed.
-    pub fn origin_allowed(&self, origin: &str) -> bool {
+    /// Whether a browser `Origin` may call the MCP routes: the gateway's own origin (`own`:
+    /// `PUBLIC_URL`, else the request's), or one in `ALLOWED_ORIGINS`. Anything else is refused:
+    /// the DNS-rebinding and cross-site guard of the MCP transport spec. Requests without
+    /// `Origin` (server-side clients) are not asked. (A rebinding page's origin is the host it
+    /// sent the request to; on Cloudflare's edge that host routes only to this Worker, so the
+    /// request's own origin can be trusted there; `PUBLIC_URL` pins it anywhere.)
+    pub fn origin_allowed(&self, origin: &str, own: &str) -> bool {
         let origin = origin.trim_end_matches('/');
-        self.allowed_origins.iter().any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+        origin.eq_ignore_ascii_case(own.trim_end_matches('/'))
+            || self.allowed_origins.iter().any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
     }
 }
 
@@ -91,7 +96,22 @@ mod tests {
         assert!(c.allowed_origins.is_empty());
         assert_eq!(c.max_body_bytes, 4 * 1024 * 1024);
         assert_eq!(c.upstream_timeout_ms, 60_000);
-        assert!(!c.origin_allowed("https://evil.example"));
+        assert!(!c.origin_allowed("https://evil.example", "https://gw.example"));
+    }
+
+    #[test]
+    fn the_gateways_own_origin_is_always_allowed() {
+        let c = config(&[("ALLOWED_ORIGINS", "https://app.example")]);
+        assert!(c.origin_allowed("https://gw.example", "https://gw.example"));
+        assert!(c.origin_allowed("https://GW.example/", "https://gw.example"));
+        assert!(c.origin_allowed("https://app.example", "https://gw.example"));
+        assert!(!c.origin_allowed("https://evil.example", "https://gw.example"));
+        assert!(
+            !c.origin_allowed("https://gw.example:8443", "https://gw.example"),
+            "another port is another origin"
+        );
+        assert!(!c.origin_allowed("http://gw.example", "https://gw.example"), "another scheme too");
+        assert!(!c.origin_allowed("null", "https://gw.example"));
     }
 
     #[test]
@@ -111,9 +131,9 @@ mod tests {
         let printed = format!("{c:?}");
         assert!(!printed.contains("\"t\"") && !printed.contains("\"k\""), "{printed}");
         assert!(c.allow_private_upstreams);
-        assert!(c.origin_allowed("https://b.example"));
-        assert!(c.origin_allowed("https://A.example"));
-        assert!(!c.origin_allowed("https://c.example"));
+        assert!(c.origin_allowed("https://b.example", "https://gw.example"));
+        assert!(c.origin_allowed("https://A.example", "https://gw.example"));
+        assert!(!c.origin_allowed("https://c.example", "https://gw.example"));
         assert_eq!(c.public_url.as_deref(), Some("https://gw.example"));
         assert_eq!((c.max_body_bytes, c.upstream_timeout_ms), (1024, 1500));
     }

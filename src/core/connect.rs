@@ -5,13 +5,24 @@
 use super::encoding::rfc3339;
 use super::headers::is_field_value;
 use super::ids::{SubjectId, UpstreamId};
+use super::keys::KeyHash;
+use super::seal::Sealed;
 use super::secret::Secret;
 use super::upstream::UserField;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Default link lifetime: 24 hours.
+/// Default lifetime of a link the operator asks for: 24 hours.
 pub const DEFAULT_LINK_SECONDS: u64 = 24 * 3600;
+/// Lifetime of a link handed out with a `connection_required` answer: 1 hour.
+pub const CONNECTION_REQUIRED_LINK_SECONDS: u64 = 3600;
+/// A `connection_required` link is handed out again while at least this much of it is left
+/// (enough to open it, sign in and come back: a pending authorization lives 10 minutes).
+pub const REUSE_MIN_REMAINING_MS: u64 = 15 * 60 * 1000;
+/// Live links the operator minted, kept per subject and upstream (the oldest go).
+pub const MAX_LIVE_LINKS: usize = 20;
+/// How long a used or expired link is remembered (so opening it says so, 410, not 404).
+pub const LINK_TOMBSTONE_MS: u64 = 7 * 24 * 3600 * 1000;
 /// Longest link lifetime accepted: 30 days.
 pub const MAX_LINK_SECONDS: u64 = 30 * 24 * 3600;
 /// Longest value a user may type into a field.
@@ -26,6 +37,15 @@ pub struct LinkRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub used_at: Option<u64>,
     pub created_at: u64,
+    /// A link minted for a `connection_required` answer keeps its token, sealed
+    /// (`Context::LinkToken`), so that the next such answer hands out the same link instead of a
+    /// new one; a link the operator minted has none and is never handed out again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Sealed>,
+    /// The browser that opened the link first (the SHA-256 of its `mab_browser` cookie): the
+    /// only one that may use it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browser_hash: Option<KeyHash>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +63,206 @@ impl LinkRecord {
             LinkState::Expired
         } else {
             LinkState::Usable
+        }
+    }
+}
+
+/// Who may use a link: the first browser that opens it owns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Claim {
+    /// Nobody had opened it: `browser` owns it from now on.
+    Claimed,
+    /// `browser` opened it before.
+    Owner,
+    /// Another browser opened it first.
+    OtherBrowser,
+}
+
+impl LinkRecord {
+    /// What opening the link in `browser` (the hash of its cookie, `None` without one) means.
+    pub fn claim(&self, browser: Option<&KeyHash>) -> Claim {
+        match (&self.browser_hash, browser) {
+            (None, Some(_)) => Claim::Claimed,
+            (Some(owner), Some(b))
+                if super::encoding::ct_eq(owner.as_str().as_bytes(), b.as_str().as_bytes()) =>
+            {
+                Claim::Owner
+            }
+            _ => Claim::OtherBrowser,
+        }
+    }
+}
+
+/// The link a `connection_required` answer hands out again, among a subject's links (by hash):
+/// the newest usable one for `upstream` that keeps its token and has at least
+/// `REUSE_MIN_REMAINING_MS` left. So a client retrying an unconnected upstream keeps giving its
+/// user the same link, whichever browser opened it.
+pub fn reusable_link<'a>(
+    links: &'a [(String, LinkRecord)],
+    upstream: &UpstreamId,
+    now_ms: u64,
+) -> Option<&'a LinkRecord> {
+    links
+        .iter()
+        .map(|(_, l)| l)
+        .filter(|l| l.upstream == *upstream && l.token.is_some() && l.state(now_ms) == LinkState::Usable)
+        .filter(|l| l.expires_at >= now_ms + REUSE_MIN_REMAINING_MS)
+        .max_by_key(|l| l.created_at)
+}
+
+/// The links to forget before a new link for `upstream` is stored (`minted_by_operator`: the
+/// new one has no token): used and expired ones after `LINK_TOMBSTONE_MS`, and the oldest live
+/// operator-minted ones beyond `MAX_LIVE_LINKS - 1` for that upstream. Links minted for
+/// `connection_required` are bounded by reuse instead (at most two live at a time).
+pub fn links_to_forget(
+    links: &[(String, LinkRecord)],
+    upstream: &UpstreamId,
+    minted_by_operator: bool,
+    now_ms: u64,
+) -> Vec<String> {
+    let mut forget = Vec::new();
+    let mut live: Vec<&(String, LinkRecord)> = Vec::new();
+    for entry in links {
+        let link = &entry.1;
+        let done_at = link.used_at.unwrap_or(link.expires_at);
+        if link.state(now_ms) != LinkState::Usable {
+            if done_at + LINK_TOMBSTONE_MS < now_ms {
+                forget.push(entry.0.clone());
+            }
+        } else if minted_by_operator && link.upstream == *upstream && link.token.is_none() {
+            live.push(entry);
+        }
+    }
+    live.sort_by_key(|(_, l)| std::cmp::Reverse(l.created_at));
+    forget.extend(live.iter().skip(MAX_LIVE_LINKS - 1).map(|(hash, _)| hash.clone()));
+    forget
+}
+
+/// The cookie (before any `__Host-` prefix) that binds an OAuth callback to the browser that
+/// pressed "Continue", one per pending authorization, named after its `state` (the first 16 hex
+/// digits of the SHA-256 of it), so two connects in one browser do not overwrite each other.
+pub fn oauth_binding_cookie(state_hash: &KeyHash) -> String {
+    format!("mab_oauth_{}", &state_hash.as_str()[..16])
+}
+
+/// What a callback may do with the pending authorization its `state` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Take {
+    /// Take it out (once) and finish.
+    Take,
+    /// Past its time: forget it.
+    Expired,
+    /// Another browser came back with it: leave it for the browser that started the sign-in,
+    /// so a `state` that leaked (a log, a shoulder) cannot use the user's flow up.
+    OtherBrowser,
+}
+
+/// Checked before the pending authorization is taken (login CSRF, RFC 6749 §10.12): `binding`
+/// is the hash of the cookie set when the user pressed "Continue", `presented` that of the
+/// cookie the callback came with.
+pub fn take_pending(expires_at: u64, binding: &KeyHash, presented: Option<&KeyHash>, now_ms: u64) -> Take {
+    if expires_at <= now_ms {
+        Take::Expired
+    } else if presented
+        .is_some_and(|p| super::encoding::ct_eq(p.as_str().as_bytes(), binding.as_str().as_bytes()))
+    {
+        Take::Take
+    } else {
+        Take::OtherBrowser
+    }
+}
+
+/// A page that refuses: its status, title and text, which always names what to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    LinkNotFound,
+    LinkExpired,
+    LinkUsed,
+    /// The link's upstream was deleted.
+    ServiceGone,
+    /// Another browser opened the link first.
+    OtherBrowser,
+    /// The form's CSRF check failed.
+    FormNotVerified,
+    /// A callback whose `state` is not one of ours, or no longer pending.
+    CallbackUnknown,
+    /// The callback came to another browser than the one that started the sign-in.
+    CallbackOtherBrowser,
+    CallbackNoCode,
+    /// RFC 9207: the response names another issuer, or none where one was promised.
+    CallbackWrongIssuer,
+    /// The user did not allow access.
+    Denied,
+    /// The authorization server could not be found, reached or used.
+    ServerFailed,
+}
+
+impl Refusal {
+    pub fn page(self) -> (u16, &'static str, &'static str) {
+        match self {
+            Refusal::LinkNotFound => {
+                (404, "Link not found", "This connect link is not valid. Ask whoever sent it for a new one.")
+            }
+            Refusal::LinkExpired => {
+                (410, "Link expired", "This connect link has expired. Ask whoever sent it for a new one.")
+            }
+            Refusal::LinkUsed => (
+                410,
+                "Link already used",
+                "This connect link was already used. If you need to connect again, ask for a new link.",
+            ),
+            Refusal::ServiceGone => (
+                404,
+                "Service not found",
+                "The service this link was for is no longer set up here. Ask whoever sent the link.",
+            ),
+            Refusal::OtherBrowser => (
+                403,
+                "Link opened in another browser",
+                "This connect link was first opened in another browser, and only that browser can use it. \
+                 Open it there; if you cannot (or your browser blocks cookies), ask whoever sent it for a new link.",
+            ),
+            Refusal::FormNotVerified => (
+                403,
+                "Please try again",
+                "This form could not be verified (it was sent from another page, or your browser blocked its \
+                 cookie). Open the link again and resubmit.",
+            ),
+            Refusal::CallbackUnknown => (
+                400,
+                "Sign-in not accepted",
+                "This sign-in response was already used, has expired, or was not sent by this gateway. \
+                 Open your connect link again to start over.",
+            ),
+            Refusal::CallbackOtherBrowser => (
+                400,
+                "Sign-in not accepted",
+                "This sign-in was started in another browser. Finish it there, or open your connect link \
+                 again in this browser.",
+            ),
+            Refusal::CallbackNoCode => (
+                400,
+                "Sign-in not accepted",
+                "The sign-in response carries no code. Open your connect link again and sign in once more.",
+            ),
+            Refusal::CallbackWrongIssuer => (
+                400,
+                "Sign-in not accepted",
+                "The sign-in response did not come from the expected server. Open your connect link again; \
+                 if this keeps happening, tell whoever sent it.",
+            ),
+            Refusal::Denied => (
+                403,
+                "Not connected",
+                "You did not allow access, so nothing was changed. To connect later, open your connect link again.",
+            ),
+            Refusal::ServerFailed => (
+                502,
+                "Cannot connect right now",
+                "The provider's sign-in service failed or could not be reached. Open your connect link again \
+                 later; if it keeps failing, tell whoever sent it.",
+            ),
         }
     }
 }
@@ -216,15 +436,132 @@ mod tests {
         p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
+    fn link(upstream: &str, created_at: u64, expires_at: u64, token: bool) -> LinkRecord {
+        LinkRecord {
+            subject: SubjectId::parse("a").unwrap(),
+            upstream: UpstreamId::parse(upstream).unwrap(),
+            expires_at,
+            used_at: None,
+            created_at,
+            token: token.then(|| Sealed::stored(format!("v1.x.{created_at}"))),
+            browser_hash: None,
+        }
+    }
+
+    const MIN: u64 = 60 * 1000;
+
+    #[test]
+    fn a_live_connection_required_link_is_reused_while_enough_of_it_is_left() {
+        let u = UpstreamId::parse("u").unwrap();
+        let hour = 60 * MIN;
+        let links = vec![
+            ("old".to_string(), link("u", 0, hour, true)),
+            ("newer".to_string(), link("u", 10 * MIN, 10 * MIN + hour, true)),
+            ("admin".to_string(), link("u", 20 * MIN, 20 * MIN + 24 * hour, false)),
+            ("other".to_string(), link("v", 30 * MIN, 30 * MIN + hour, true)),
+        ];
+        assert_eq!(reusable_link(&links, &u, 30 * MIN).map(|l| l.created_at), Some(10 * MIN), "the newest");
+        // 25 retries within the hour keep finding the same one...
+        for minute in 30..=55 {
+            assert_eq!(reusable_link(&links, &u, minute * MIN).map(|l| l.created_at), Some(10 * MIN));
+        }
+        // ...until less than 15 minutes of it are left; admin links are never handed out again.
+        assert_eq!(reusable_link(&links, &u, 56 * MIN), None);
+        let mut used = links.clone();
+        used[1].1.used_at = Some(31 * MIN);
+        assert_eq!(reusable_link(&used, &u, 32 * MIN).map(|l| l.created_at), Some(0));
+        let mut claimed = links.clone();
+        claimed[1].1.browser_hash = Some(KeyHash::of("someone"));
+        assert_eq!(
+            reusable_link(&claimed, &u, 30 * MIN).map(|l| l.created_at),
+            Some(10 * MIN),
+            "reused even once a browser owns it: that is the user looking at it"
+        );
+    }
+
+    #[test]
+    fn operator_links_are_bounded_per_upstream_and_old_ones_forgotten() {
+        let u = UpstreamId::parse("u").unwrap();
+        let day = 24 * 60 * MIN;
+        let mut links: Vec<(String, LinkRecord)> =
+            (0..25).map(|i| (format!("a{i}"), link("u", i, 30 * day, false))).collect();
+        links.push(("cr".into(), link("u", 100, 30 * day, true)));
+        links.push(("v".into(), link("v", 0, 30 * day, false)));
+        let mut done = link("u", 0, 1, false);
+        done.used_at = Some(1);
+        links.push(("done-long-ago".into(), done.clone()));
+        let mut recent = done;
+        recent.used_at = Some(8 * day);
+        links.push(("done-recently".into(), recent));
+        let mut forget = links_to_forget(&links, &u, true, 8 * day);
+        forget.sort();
+        let mut want: Vec<String> = (0..6).map(|i| format!("a{i}")).collect();
+        want.push("done-long-ago".into());
+        want.sort();
+        assert_eq!(forget, want, "19 operator links stay (the new one makes 20); others untouched");
+        assert_eq!(links_to_forget(&links, &u, false, 8 * day), ["done-long-ago"]);
+    }
+
+    #[test]
+    fn the_first_browser_owns_a_link() {
+        let mut l = link("u", 0, 10, true);
+        let (mine, theirs) = (KeyHash::of("mine"), KeyHash::of("theirs"));
+        assert_eq!(l.claim(Some(&mine)), Claim::Claimed);
+        assert_eq!(l.claim(None), Claim::OtherBrowser, "no cookie: cannot claim, cannot prove");
+        l.browser_hash = Some(mine.clone());
+        assert_eq!(l.claim(Some(&mine)), Claim::Owner);
+        assert_eq!(l.claim(Some(&theirs)), Claim::OtherBrowser);
+        assert_eq!(l.claim(None), Claim::OtherBrowser);
+    }
+
+    #[test]
+    fn each_pending_authorization_has_its_own_cookie() {
+        let (a, b) = (KeyHash::of("mabs_a"), KeyHash::of("mabs_b"));
+        assert_ne!(oauth_binding_cookie(&a), oauth_binding_cookie(&b));
+        assert!(oauth_binding_cookie(&a).starts_with("mab_oauth_"));
+        assert_eq!(oauth_binding_cookie(&a).len(), "mab_oauth_".len() + 16);
+        assert!(super::super::headers::is_token(&oauth_binding_cookie(&a)));
+    }
+
+    #[test]
+    fn a_callback_takes_its_pending_authorization_only_in_the_browser_that_started_it() {
+        let (mine, theirs) = (KeyHash::of("mine"), KeyHash::of("theirs"));
+        assert_eq!(take_pending(10, &mine, Some(&mine), 9), Take::Take);
+        assert_eq!(take_pending(10, &mine, Some(&theirs), 9), Take::OtherBrowser);
+        assert_eq!(take_pending(10, &mine, None, 9), Take::OtherBrowser);
+        assert_eq!(take_pending(10, &mine, Some(&mine), 10), Take::Expired);
+        assert_eq!(take_pending(10, &mine, Some(&theirs), 11), Take::Expired);
+    }
+
+    #[test]
+    fn every_refusal_page_says_what_to_do_next() {
+        use Refusal::*;
+        for r in [
+            LinkNotFound,
+            LinkExpired,
+            LinkUsed,
+            ServiceGone,
+            OtherBrowser,
+            FormNotVerified,
+            CallbackUnknown,
+            CallbackOtherBrowser,
+            CallbackNoCode,
+            CallbackWrongIssuer,
+            Denied,
+            ServerFailed,
+        ] {
+            let (status, _, text) = r.page();
+            assert!((400..600).contains(&status), "{r:?}");
+            assert!(
+                ["Open ", "open your connect link", "ask ", "Ask "].iter().any(|step| text.contains(step)),
+                "{r:?} names no next step: {text}"
+            );
+        }
+    }
+
     #[test]
     fn link_states() {
-        let mut link = LinkRecord {
-            subject: SubjectId::parse("a").unwrap(),
-            upstream: UpstreamId::parse("u").unwrap(),
-            expires_at: 10,
-            used_at: None,
-            created_at: 0,
-        };
+        let mut link = link("u", 0, 10, false);
         assert_eq!(link.state(9), LinkState::Usable);
         assert_eq!(link.state(10), LinkState::Expired);
         link.used_at = Some(5);

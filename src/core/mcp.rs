@@ -36,6 +36,68 @@ pub fn peek(body: &[u8]) -> Peek {
     }
 }
 
+/// The same, judged from the first bytes of a body too large to read whole (API.md §1: "judged
+/// from its first 64 KiB"): the top-level members of a JSON-RPC object (or of a batch's first
+/// element) are read in order until the text ends, so a request that names `jsonrpc` and `id`
+/// before its large `params`, as clients write them, gets its `id` back.
+pub fn peek_prefix(head: &[u8]) -> Peek {
+    let Some(start) = head.iter().position(|c| !c.is_ascii_whitespace()) else { return Peek::default() };
+    let (object, batch) = match head[start] {
+        b'{' => (&head[start..], false),
+        b'[' => match head[start + 1..].iter().position(|c| !c.is_ascii_whitespace()) {
+            Some(i) if head[start + 1 + i] == b'{' => (&head[start + 1 + i..], true),
+            _ => return Peek::default(),
+        },
+        _ => return Peek::default(),
+    };
+    let mut found = Partial::default();
+    let _ = serde::Deserializer::deserialize_map(
+        &mut serde_json::Deserializer::from_slice(object),
+        PartialVisitor(&mut found),
+    );
+    if found.jsonrpc.as_deref() != Some("2.0") {
+        return Peek::default();
+    }
+    if batch {
+        return Peek { jsonrpc: true, ..Peek::default() };
+    }
+    Peek { jsonrpc: true, id: found.id.filter(|id| id.is_string() || id.is_number()), method: found.method }
+}
+
+/// What `peek_prefix` found before the text ended.
+#[derive(Default)]
+struct Partial {
+    jsonrpc: Option<String>,
+    id: Option<Value>,
+    method: Option<String>,
+}
+
+/// Reads an object's members into a `Partial` as they come, so what was read before an error
+/// (the end of the prefix) is kept.
+struct PartialVisitor<'a>(&'a mut Partial);
+
+impl<'de> serde::de::Visitor<'de> for PartialVisitor<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON-RPC object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "jsonrpc" => self.0.jsonrpc = map.next_value::<Option<String>>()?,
+                "id" => self.0.id = Some(map.next_value()?),
+                "method" => self.0.method = map.next_value::<Option<String>>()?,
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A JSON-RPC error response (JSON-RPC 2.0 §5.1) for a request the gateway answers itself.
 pub fn error_response(id: Option<&Value>, code: i64, message: &str, data: Value) -> Value {
     serde_json::json!({
@@ -69,6 +131,30 @@ mod tests {
         }
         let odd = peek(br#"{"jsonrpc":"2.0","id":{"x":1},"method":"m"}"#);
         assert_eq!(odd.id, None, "object ids are not valid JSON-RPC ids");
+    }
+
+    #[test]
+    fn a_prefix_of_a_large_request_still_gives_its_id() {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":"big-1","method":"tools/call","params":{{"pad":"{}"}}}}"#,
+            "x".repeat(1000)
+        );
+        let head = &body.as_bytes()[..200];
+        assert_eq!(
+            peek_prefix(head),
+            Peek { jsonrpc: true, id: Some(json!("big-1")), method: Some("tools/call".into()) }
+        );
+        assert_eq!(peek_prefix(body.as_bytes()), peek(body.as_bytes()), "a whole body reads the same");
+        // `id` after the large part is not reached: a JSON-RPC error with a null id.
+        let late = format!(r#"{{"jsonrpc":"2.0","params":{{"pad":"{}"}},"id":3}}"#, "x".repeat(1000));
+        assert_eq!(peek_prefix(&late.as_bytes()[..100]), Peek { jsonrpc: true, id: None, method: None });
+        let batch = format!(r#" [ {{"jsonrpc":"2.0","id":1,"params":"{}"#, "x".repeat(100));
+        assert_eq!(peek_prefix(batch.as_bytes()), Peek { jsonrpc: true, id: None, method: None });
+        for head in
+            [&b""[..], b"   ", b"xx", br#"{"jsonrpc":"1.0","id":1"#, br#"{"id":1,"#, b"[1,", b"{\"jsonr"]
+        {
+            assert!(!peek_prefix(head).jsonrpc, "{}", String::from_utf8_lossy(head));
+        }
     }
 
     #[test]

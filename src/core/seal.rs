@@ -37,6 +37,9 @@ pub enum Context<'a> {
     SseSession { upstream: &'a str },
     /// A client's registration at the gateway's own authorization server, inside its client id.
     GatewayClient,
+    /// The token of a connect link minted for a `connection_required` answer, kept with the link
+    /// so the next such answer hands out the same link (`core::connect::reusable_link`).
+    LinkToken { subject: &'a str, upstream: &'a str },
 }
 
 /// The values a connection seals.
@@ -75,6 +78,7 @@ impl fmt::Display for Context<'_> {
             Context::PendingVerifier { subject, upstream } => write!(f, "pending:{subject}:{upstream}"),
             Context::SseSession { upstream } => write!(f, "sse-session:{upstream}"),
             Context::GatewayClient => f.write_str("gateway-client"),
+            Context::LinkToken { subject, upstream } => write!(f, "link:{subject}:{upstream}"),
         }
     }
 }
@@ -315,6 +319,7 @@ mod tests {
             (Context::PendingVerifier { subject: "a", upstream: "gh" }, "pending:a:gh"),
             (Context::SseSession { upstream: "gh" }, "sse-session:gh"),
             (Context::GatewayClient, "gateway-client"),
+            (Context::LinkToken { subject: "a", upstream: "gh" }, "link:a:gh"),
         ];
         for (context, text) in cases {
             assert_eq!(context.to_string(), text);

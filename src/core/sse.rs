@@ -1,20 +1,52 @@
 //! Legacy HTTP+SSE (MCP 2024-11-05): rewrite the upstream's `endpoint` event so the client posts
-//! its messages back to the gateway. Everything before that event passes as it came; everything
-//! after it passes untouched and unparsed.
+//! its messages back to the gateway, and the sealed message URL that rewrite hands out. Events
+//! before the endpoint pass as they came; after it, bytes pass as they arrive, never a whole
+//! event buffered: only the first few bytes of each line are held, to neutralise a later
+//! `event: endpoint` line.
 //!
 //! Event framing follows the HTML SSE spec (§9.2.6): lines end in CRLF, LF or CR; a blank line
 //! ends an event; `event:` names it, `data:` lines are joined with LF.
 
+use serde::{Deserialize, Serialize};
+
 /// A stream before its endpoint event may hold at most this much unparsed text.
 pub const MAX_PENDING: usize = 64 * 1024;
-/// After it, one event (a JSON-RPC message) may be at most this large.
-pub const MAX_EVENT: usize = 16 * 1024 * 1024;
+
+/// The `event` lines that name an endpoint event (SSE: one optional space after the colon).
+const ENDPOINT_LINES: [&[u8]; 2] = [b"event:endpoint", b"event: endpoint"];
+/// What a later endpoint event is renamed to: an event type no MCP client acts on, so it can
+/// never point a client (and its key) straight at the upstream.
+const DROPPED_ENDPOINT_LINE: &[u8] = b"event: dropped-endpoint";
+
+/// How long a legacy message URL (`/sse/{upstream}/messages?s=…`) may be used: 24 hours.
+pub const SESSION_URL_LIFETIME_MS: u64 = 24 * 3600 * 1000;
+
+/// What the sealed `s` parameter of a legacy message URL carries (sealed under
+/// `Context::SseSession`): whose session it is, the upstream's real message URL, and until when
+/// it may be used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionUrl {
+    pub subject: String,
+    pub url: String,
+    pub expires_at: u64,
+}
+
+impl SessionUrl {
+    pub fn new(subject: &str, url: &str, now_ms: u64) -> SessionUrl {
+        SessionUrl { subject: subject.into(), url: url.into(), expires_at: now_ms + SESSION_URL_LIFETIME_MS }
+    }
+
+    /// Whether `subject` may post to this session now (the origin is checked by the caller).
+    pub fn usable_by(&self, subject: &str, now_ms: u64) -> bool {
+        self.subject == subject && now_ms < self.expires_at
+    }
+}
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SseError {
-    /// An event grew past the limit without ending.
+    /// No endpoint event within the first `MAX_PENDING` bytes.
     TooLong,
     /// The endpoint could not be rewritten (the callback refused it).
     Endpoint(String),
@@ -49,11 +81,14 @@ fn event_data(event: &[u8]) -> String {
     data.join("\n")
 }
 
-/// Rewrites the `endpoint` event of a stream, event by event: the first one is mapped to the
-/// gateway, any later one is dropped (it could only point a client straight at the upstream),
-/// every other event passes as the exact bytes it came in.
+/// Rewrites the `endpoint` event of a stream: the first one is mapped to the gateway; after it,
+/// every byte passes as it came, except that a later `event: endpoint` line is renamed (it could
+/// only point a client straight at the upstream).
 pub struct EndpointRewriter<F> {
     pending: Vec<u8>,
+    /// After the rewrite: whether the current line was found not to be an endpoint line (its
+    /// bytes pass until its end); else `pending` holds the start of the line.
+    passing: bool,
     /// How far `pending` has been scanned for the end of the current event, and where the
     /// current line began: scanning resumes there, so each byte is looked at once.
     scanned: usize,
@@ -68,6 +103,7 @@ impl<F: FnMut(&str) -> Result<String, String>> EndpointRewriter<F> {
     pub fn new(rewrite: F) -> Self {
         EndpointRewriter {
             pending: Vec::new(),
+            passing: false,
             scanned: 0,
             line_start: 0,
             started: false,
@@ -110,6 +146,11 @@ impl<F: FnMut(&str) -> Result<String, String>> EndpointRewriter<F> {
 
     /// Takes the next chunk from the upstream; returns the bytes to send to the client now.
     pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<u8>, SseError> {
+        if self.rewritten {
+            let mut out = Vec::with_capacity(chunk.len());
+            self.pass(chunk, &mut out);
+            return Ok(out);
+        }
         self.pending.extend_from_slice(chunk);
         if !self.started {
             // The SSE spec drops one leading UTF-8 BOM; clients do, so must the parser here.
@@ -125,23 +166,66 @@ impl<F: FnMut(&str) -> Result<String, String>> EndpointRewriter<F> {
         let mut start = 0;
         while let Some(end) = self.event_end() {
             let event = &self.pending[start..end];
+            start = end;
             if event_name(event) != "endpoint" {
                 out.extend_from_slice(event);
-            } else if !self.rewritten {
+            } else {
                 let url = (self.rewrite)(event_data(event).trim()).map_err(SseError::Endpoint)?;
                 out.extend_from_slice(format!("event: endpoint\ndata: {url}\n\n").as_bytes());
                 self.rewritten = true;
+                // What came after the endpoint event in this chunk passes like any later bytes.
+                let rest = self.pending.split_off(start);
+                self.pending.clear();
+                self.pass(&rest, &mut out);
+                return Ok(out);
             }
-            start = end;
         }
         self.pending.drain(..start);
         self.scanned -= start;
         self.line_start -= start;
-        let limit = if self.rewritten { MAX_EVENT } else { MAX_PENDING };
-        if self.pending.len() > limit {
+        if self.pending.len() > MAX_PENDING {
             return Err(SseError::TooLong);
         }
         Ok(out)
+    }
+
+    /// After the rewrite: copies `bytes` to `out`, holding back only the start of a line while it
+    /// may still be an endpoint line (at most 15 bytes), and renaming one that is.
+    fn pass(&mut self, mut bytes: &[u8], out: &mut Vec<u8>) {
+        let is_eol = |c: &u8| *c == b'\n' || *c == b'\r';
+        while !bytes.is_empty() {
+            if self.passing {
+                match bytes.iter().position(is_eol) {
+                    Some(i) => {
+                        out.extend_from_slice(&bytes[..=i]);
+                        bytes = &bytes[i + 1..];
+                        self.passing = false;
+                    }
+                    None => {
+                        out.extend_from_slice(bytes);
+                        return;
+                    }
+                }
+                continue;
+            }
+            let c = bytes[0];
+            bytes = &bytes[1..];
+            if is_eol(&c) {
+                let line = std::mem::take(&mut self.pending);
+                out.extend_from_slice(if ENDPOINT_LINES.contains(&line.as_slice()) {
+                    DROPPED_ENDPOINT_LINE
+                } else {
+                    &line
+                });
+                out.push(c);
+                continue;
+            }
+            self.pending.push(c);
+            if !ENDPOINT_LINES.iter().any(|l| l.starts_with(&self.pending)) {
+                out.append(&mut self.pending);
+                self.passing = true;
+            }
+        }
     }
 }
 
@@ -190,7 +274,8 @@ mod tests {
         // A CR at the end of what has arrived may be half of a CRLF: it waits for the next byte.
         assert_eq!(run(&[b"event: endpoint\rdata: /m\r\r"]).unwrap(), "");
         let cr_only = run(&[b"event: endpoint\rdata: /m\r\r", b": ping\r\r:"]).unwrap();
-        assert_eq!(cr_only, "event: endpoint\ndata: /sse/x/messages?s=</m>\n\n: ping\r\r");
+        // After the endpoint, a line that cannot be an endpoint line passes before it ends.
+        assert_eq!(cr_only, "event: endpoint\ndata: /sse/x/messages?s=</m>\n\n: ping\r\r:");
     }
 
     #[test]
@@ -199,8 +284,47 @@ mod tests {
         r.push(b"event: endpoint\ndata: /m\n\n").unwrap();
         let message = b"event: message\r\ndata: {\"jsonrpc\":\"2.0\"}\r\nid: 7\r\n\r\n";
         assert_eq!(r.push(message).unwrap(), message.to_vec());
-        assert_eq!(r.push(b"event: endpoint\ndata: https://upstream.example/m\n\n").unwrap(), b"");
+        assert_eq!(
+            r.push(b"event: endpoint\ndata: https://upstream.example/m\n\n").unwrap(),
+            b"event: dropped-endpoint\ndata: https://upstream.example/m\n\n"
+        );
         assert_eq!(r.push(b": keep-alive\n\n").unwrap(), b": keep-alive\n\n");
+        // Split anywhere, in any line ending, after data lines: still renamed.
+        let mut out = Vec::new();
+        for b in b"data: x\r\nevent:endpoint\revent: endpointx\n\n" {
+            out.extend(r.push(&[*b]).unwrap());
+        }
+        assert_eq!(out, b"data: x\r\nevent: dropped-endpoint\revent: endpointx\n\n");
+    }
+
+    #[test]
+    fn after_the_endpoint_bytes_pass_as_they_arrive() {
+        let mut r = rw();
+        // The rest of the chunk that held the endpoint event passes at once, half an event too.
+        let first = r.push(b"event: endpoint\ndata: /m\n\nevent: message\ndata: {\"id\"").unwrap();
+        assert!(first.ends_with(b"event: message\ndata: {\"id\""), "{}", String::from_utf8_lossy(&first));
+        // A huge event is never held: each chunk goes out as it came, except a line's first bytes
+        // while they may still spell an endpoint line.
+        let huge = vec![b'x'; 1024 * 1024];
+        assert_eq!(r.push(b":1\n\ndata: ").unwrap(), b":1\n\ndata: ");
+        assert_eq!(r.push(&huge).unwrap().len(), huge.len());
+        assert_eq!(r.push(b"\neven").unwrap(), b"\n");
+        assert_eq!(r.push(b"ts: x\n").unwrap(), b"events: x\n");
+    }
+
+    #[test]
+    fn session_urls_expire_and_belong_to_one_subject() {
+        let s = SessionUrl::new("alice", "https://up.example/messages?sessionId=1", 1_000);
+        assert_eq!(s.expires_at, 1_000 + SESSION_URL_LIFETIME_MS);
+        assert!(s.usable_by("alice", 1_000));
+        assert!(s.usable_by("alice", s.expires_at - 1));
+        assert!(!s.usable_by("alice", s.expires_at), "refused once 24 h have passed");
+        assert!(!s.usable_by("bob", 1_000));
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<SessionUrl>(&json).unwrap(), s);
+        // A message URL sealed before URLs carried an expiry does not parse: refused.
+        assert!(serde_json::from_str::<SessionUrl>(r#"{"subject":"alice","url":"https://up.example/m"}"#)
+            .is_err());
     }
 
     #[test]
@@ -232,7 +356,7 @@ mod tests {
         assert_eq!(run(&[&long]), Err(SseError::TooLong));
         let mut r = rw();
         r.push(b"event: endpoint\ndata: /m\n\n").unwrap();
-        assert_eq!(r.push(&long).unwrap(), b"", "after the endpoint, large events may build up");
+        assert_eq!(r.push(&long).unwrap(), long, "after the endpoint, nothing builds up");
         assert_eq!(run(&[b"data: partial"]).unwrap(), "", "incomplete event is held back");
     }
 }

@@ -107,7 +107,10 @@ mod tests {
             assert_eq!(read_back.registration(u64::from(i)), Verdict::Checked);
             r = read_back;
         }
-        assert!(matches!(Attempts::parse(&r.stored()).registration(100), Verdict::Blocked { .. }), "through storage");
+        assert!(
+            matches!(Attempts::parse(&r.stored()).registration(100), Verdict::Blocked { .. }),
+            "through storage"
+        );
         for bad in ["", "x", "1", "1,-2", "a,b"] {
             assert_eq!(Attempts::parse(bad), Attempts::default(), "{bad}");
         }

@@ -114,6 +114,25 @@ impl fmt::Display for FieldError {
 pub struct UpstreamDraft {
     pub upstream: Upstream,
     pub client_secret: Option<Secret>,
+    /// The body said `"client_secret": null`: drop the stored one.
+    pub client_secret_cleared: bool,
+}
+
+impl UpstreamDraft {
+    /// The stored client secret the new upstream keeps when the body sent none (API.md §4): the
+    /// previous one, while `oauth.client_id` stays the same; a new `client_id` without a secret,
+    /// or `"client_secret": null`, drops it. (A re-`PUT` that only changes scopes must not turn a
+    /// confidential client public behind the operator's back.)
+    pub fn kept_client_secret(&self, previous: Option<&Upstream>) -> Option<Sealed> {
+        if self.client_secret.is_some() || self.client_secret_cleared {
+            return None;
+        }
+        let next = self.upstream.oauth.as_ref()?;
+        let before = previous?.oauth.as_ref()?;
+        (next.client_id.is_some() && next.client_id == before.client_id)
+            .then(|| before.client_secret_sealed.clone())
+            .flatten()
+    }
 }
 
 fn string_at(obj: &Map<String, Value>, field: &str, path: &str) -> Result<Option<String>, FieldError> {
@@ -138,7 +157,10 @@ fn only_fields(obj: &Map<String, Value>, allowed: &[&str], prefix: &str) -> Resu
     }
 }
 
-fn parse_oauth(v: &Value, allow_private: bool) -> Result<(OAuthSettings, Option<Secret>), FieldError> {
+/// The OAuth settings, the client secret sent (if any), and whether it was sent as `null`.
+type ParsedOAuth = (OAuthSettings, Option<Secret>, bool);
+
+fn parse_oauth(v: &Value, allow_private: bool) -> Result<ParsedOAuth, FieldError> {
     let obj = object(v, "oauth")?;
     only_fields(
         obj,
@@ -203,15 +225,23 @@ fn parse_oauth(v: &Value, allow_private: bool) -> Result<(OAuthSettings, Option<
         resource,
     };
     let secret = string_at(obj, "client_secret", "oauth.client_secret")?.map(Secret::new);
-    // The operator's secret goes only to the server the operator named, never to whichever
-    // server discovery finds.
-    if secret.is_some() && settings.authorization_server.is_none() {
-        return Err(FieldError::new(
+    if secret.is_some() {
+        require_pinned(&settings)?;
+    }
+    Ok((settings, secret, obj.get("client_secret") == Some(&Value::Null)))
+}
+
+/// The operator's client secret goes only to the server the operator named, never to
+/// whichever server discovery finds: with a secret (sent or kept), `authorization_server` is
+/// required.
+pub fn require_pinned(settings: &OAuthSettings) -> Result<(), FieldError> {
+    match settings.authorization_server {
+        Some(_) => Ok(()),
+        None => Err(FieldError::new(
             "oauth.authorization_server",
             "is required with oauth.client_secret: the secret is sent only to the server named here",
-        ));
+        )),
     }
-    Ok((settings, secret))
 }
 
 fn parse_user_fields(v: &Value) -> Result<Vec<UserField>, FieldError> {
@@ -273,11 +303,11 @@ pub fn parse_upstream(
         None | Some(Value::Null) => Vec::new(),
         Some(v) => parse_user_fields(v)?,
     };
-    let (oauth, client_secret) = match obj.get("oauth") {
-        None | Some(Value::Null) => (None, None),
+    let (oauth, client_secret, client_secret_cleared) = match obj.get("oauth") {
+        None | Some(Value::Null) => (None, None, false),
         Some(v) => {
-            let (settings, secret) = parse_oauth(v, allow_private)?;
-            (Some(settings), secret)
+            let (settings, secret, cleared) = parse_oauth(v, allow_private)?;
+            (Some(settings), secret, cleared)
         }
     };
     let sign_in = match string_at(obj, "sign_in", "sign_in")?.as_deref() {
@@ -308,7 +338,7 @@ pub fn parse_upstream(
             ));
         }
     }
-    Ok(UpstreamDraft { upstream, client_secret })
+    Ok(UpstreamDraft { upstream, client_secret, client_secret_cleared })
 }
 
 /// What one request needs to know about an upstream's headers, computed once per request.
@@ -528,6 +558,42 @@ mod tests {
         let stored =
             serde_json::to_value(parse(json!({"url": "https://a.example/"})).unwrap().upstream).unwrap();
         assert!(stored.get("sign_in").is_none(), "off is not stored");
+    }
+
+    #[test]
+    fn a_re_put_without_client_secret_keeps_it_while_the_client_id_stays() {
+        let mut stored =
+            parse(json!({"url": "https://a.example/", "oauth": {"client_id": "c1"}})).unwrap().upstream;
+        stored.oauth.as_mut().unwrap().client_secret_sealed = Some(Sealed::stored("v1.k.sealed".into()));
+        let kept = |body: Value| parse(body).unwrap().kept_client_secret(Some(&stored));
+        let sealed = Some(Sealed::stored("v1.k.sealed".into()));
+        assert_eq!(
+            kept(json!({"url": "https://a.example/", "oauth": {"client_id": "c1", "scopes": ["x"]}})),
+            sealed
+        );
+        assert_eq!(kept(json!({"url": "https://b.example/", "oauth": {"client_id": "c1"}})), sealed);
+        assert_eq!(
+            kept(json!({"url": "https://a.example/", "oauth": {"client_id": "c2"}})),
+            None,
+            "a new client"
+        );
+        assert_eq!(kept(json!({"url": "https://a.example/", "oauth": {}})), None, "no client id: no secret");
+        assert_eq!(kept(json!({"url": "https://a.example/"})), None, "no oauth at all");
+        assert_eq!(
+            kept(json!({"url": "https://a.example/", "oauth": {"client_id": "c1", "client_secret": null}})),
+            None,
+            "null drops it"
+        );
+        let new =
+            parse(json!({"url": "https://a.example/", "oauth": {"client_id": "c1", "client_secret": "s2", "authorization_server": "https://as.example"}}))
+                .unwrap();
+        assert_eq!(new.kept_client_secret(Some(&stored)), None, "a new secret is sealed instead");
+        assert_eq!(
+            parse(json!({"url": "https://a.example/", "oauth": {"client_id": "c1"}}))
+                .unwrap()
+                .kept_client_secret(None),
+            None
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! | DO | `keyid:{id}` | sha256 hex of that key | for listing and revoking by id |
 //! | DO | `usecret:{name}` | sealed subject secret, context `user:{subject}:{name}` | |
 //! | DO | `conn:{upstream}` | `Connection` | connect-page values sealed, context `conn:{subject}:{upstream}:{name}`; OAuth tokens and client secret likewise, names `oauth.access_token`, `oauth.refresh_token`, `oauth.client_secret` |
-//! | DO | `link:{sha256 hex}` | `LinkRecord` | connect links; used and expired ones pruned when a new one is made |
+//! | DO | `link:{sha256 hex}` | `LinkRecord` (a `connection_required` link's token sealed, context `link:{subject}:{upstream}`) | connect links; used and expired ones pruned when a new one is made |
 //! | DO | `pending:{sha256 hex of state}` | `PendingAuthorization` (PKCE verifier sealed, context `pending:{subject}:{upstream}`) | ≤ 10 minutes, taken once |
 //! | DO | `sealed_with` | id of the key everything here was last re-sealed under | checked once per object instance; another primary key → re-seal all (`ENCRYPTION_KEY` rotation) |
 //! | DO named `admin-guard:{CF-Connecting-IP}` (not a subject: ':' is not allowed in subject ids) | `admin_attempts` | `window_start,failures` (text) | wrong admin tokens from that client, `core::throttle` |

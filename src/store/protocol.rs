@@ -3,7 +3,8 @@
 //! object agree on both by construction. One JSON message per call; a proxied request that
 //! succeeds makes one such call (`Resolve`).
 
-use crate::core::connect::LinkRecord;
+use crate::core::connect::{Claim, LinkRecord};
+use crate::core::connections::ConnectionSummary;
 use crate::core::ids::{SecretName, SubjectId, UpstreamId};
 use crate::core::keys::{KeyHash, KeyRecord};
 use crate::core::oauth::discovery::AuthServer;
@@ -62,18 +63,26 @@ operations! {
     /// Answers whether the key existed.
     RevokeKey { id: String } -> bool;
     PutSecret { subject: SubjectId, name: SecretName, sealed: Sealed } -> ();
-    ListConnections {} -> Vec<ConnectionSummary>;
+    /// What the admin connections list is built from: the stored connections (names only, never
+    /// values), the names of the subject's secrets, and its keys (for their scopes).
+    ListConnections {} -> SubjectConnections;
     /// Compare-and-set (`core::request::status_change_applies`); answers whether it applied.
     SetConnectionStatus { upstream: UpstreamId, status: ConnectionStatus, seen: Option<u64> } -> bool;
     /// Forgets the connection, then revokes its grant at the authorization server (RFC 7009).
     DeleteConnection { upstream: UpstreamId } -> Deleted;
     /// Keeps a pending authorization (≤ 10 minutes) under the SHA-256 of its `state`.
     BeginAuthorization { state_hash: KeyHash, pending: Box<PendingAuthorization> } -> ();
-    /// Takes a pending authorization out, once (with the subject): a second callback with the
-    /// same `state` finds nothing.
-    TakeAuthorization { state_hash: KeyHash } -> Option<(SubjectId, PendingAuthorization)>;
-    CreateLink { hash: KeyHash, link: LinkRecord } -> ();
-    GetLink { hash: KeyHash } -> Option<LinkRecord>;
+    /// Takes a pending authorization out, once (with the subject), if `browser` (the hash of
+    /// the callback's binding cookie) is the one that started it (`core::connect::take_pending`):
+    /// a second callback with the same `state` finds nothing; one from another browser leaves it.
+    TakeAuthorization { state_hash: KeyHash, browser: Option<KeyHash> } -> Taken;
+    /// Stores a new link, after forgetting old ones (`core::connect::links_to_forget`). A link
+    /// with a token (minted for `connection_required`) is stored only when no reusable one is
+    /// live (`core::connect::reusable_link`): then that one is answered instead.
+    CreateLink { hash: KeyHash, link: LinkRecord } -> Option<LinkRecord>;
+    /// Reads a link as `browser` (the hash of its `mab_browser` cookie) opens it; a usable link
+    /// nobody opened before becomes that browser's (`LinkRecord::claim`).
+    OpenLink { hash: KeyHash, browser: Option<KeyHash> } -> Option<(LinkRecord, Claim)>;
     /// Stores what the user connected (typed values, or an OAuth grant) and uses the link up,
     /// atomically.
     CompleteLink {
@@ -132,16 +141,26 @@ pub enum LinkOutcome {
     Used,
 }
 
-/// A connection as `ListConnections` reports it.
+/// What `TakeAuthorization` found.
 #[derive(Serialize, Deserialize)]
-pub struct ConnectionSummary {
-    pub upstream: UpstreamId,
-    pub status: ConnectionStatus,
-    pub expires_at: Option<u64>,
-    pub scopes: Option<Vec<String>>,
-    pub updated_at: u64,
-    /// Something the operator must fix (e.g. `invalid_client` at the authorization server).
-    pub problem: Option<String>,
+#[serde(rename_all = "snake_case")]
+pub enum Taken {
+    Taken {
+        subject: SubjectId,
+        pending: Box<PendingAuthorization>,
+    },
+    /// None pending under this `state` (never issued, used, or expired).
+    Unknown,
+    /// Pending, but started in another browser: left as it is.
+    OtherBrowser,
+}
+
+/// What `ListConnections` answers.
+#[derive(Serialize, Deserialize)]
+pub struct SubjectConnections {
+    pub connections: Vec<ConnectionSummary>,
+    pub secrets: Vec<String>,
+    pub keys: Vec<KeyRecord>,
 }
 
 /// An authorization in flight: what the callback needs to finish it.

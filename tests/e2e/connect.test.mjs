@@ -25,7 +25,7 @@ before(async () => {
     user_fields: [{ name: 'api_key', label: 'Your Tickets API key' }],
   });
   await putUpstream(gw, 'plain', { url: upstream.url });
-  for (const s of ['gina', 'hal', 'ivy']) keys[s] = (await newKey(gw, s, ['tickets'])).key;
+  for (const s of ['gina', 'hal', 'ivy', 'kit', 'lou']) keys[s] = (await newKey(gw, s, ['tickets'])).key;
   // Gina also has an operator-set value that no longer works: what she types must win.
   assert.equal((await gw.admin('PUT', '/subjects/gina/secrets/api_key', { value: 'stale-key' })).status, 204);
 });
@@ -69,7 +69,7 @@ test('CSRF: a submit without the cookie or with a wrong token is refused, and th
   const wrong = await submit(gw, url, { csrf: 'forged', api_key: 'x' }, page.cookie);
   assert.equal(wrong.status, 403);
   await wrong.text();
-  assert.equal((await openPage(url)).status, 200, 'the link is still usable');
+  assert.equal((await openPage(url, page.cookie)).status, 200, 'the link is still usable (in the browser that opened it)');
 });
 
 test('values typed on the page beat operator-set ones; bad input re-asks without echoing secrets', async () => {
@@ -128,9 +128,13 @@ test('admin: links are validated, connections can be forgotten', async () => {
     assert.equal(r.status, 400, r.text);
     assert.equal(r.json.error.data.field, field);
   }
-  // Hal connected in the first test: forget it, and his next request asks him to connect again.
-  assert.equal((await gw.admin('DELETE', '/subjects/hal/connections/tickets')).status, 204);
-  assert.deepEqual((await gw.admin('GET', '/connections?subject=hal')).json.items, []);
+  // Hal connected in the first test: forget it (200, nothing to revoke for typed values), and
+  // his next request asks him to connect again.
+  const forgotten = await gw.admin('DELETE', '/subjects/hal/connections/tickets');
+  assert.equal(forgotten.status, 200, forgotten.text);
+  assert.deepEqual(forgotten.json, { revoked: false });
+  const after = (await gw.admin('GET', '/connections?subject=hal')).json.items;
+  assert.deepEqual(after.map((c) => [c.id, c.status, c.missing, c.updated_at]), [['tickets', 'connection_required', ['api_key'], null]]);
   const r = await mcp(keys.hal);
   assert.equal(r.status, 403);
   assert.match(r.json.error.data.connect_url, /\/connect\/mabl_/);
@@ -151,4 +155,76 @@ test('an upstream 401 to typed values asks the user to reconnect, and the reconn
   await done.text();
   assert.equal((await mcp(keys.ivy)).status, 200);
   assert.equal((await gw.admin('GET', '/connections?subject=ivy')).json.items[0].status, 'connected');
+});
+
+test('25 retries of an unconnected request hand out one link: the first still opens and completes after the 25th', async () => {
+  const links = [];
+  for (let i = 0; i < 25; i++) {
+    const r = await mcp(keys.kit);
+    assert.equal(r.status, 403);
+    assert.equal(r.json.error.data.reason, 'connection_required');
+    links.push(r.json.error.data.connect_url);
+  }
+  assert.equal(new Set(links).size, 1, 'the live link is handed out again, not a new one each time');
+  // The user opens the link from the first answer (while the client keeps retrying).
+  const page = await openPage(links[0]);
+  assert.equal(page.status, 200, page.html);
+  assert.match(page.html, /expires at/);
+  assert.equal((await mcp(keys.kit)).json.error.data.connect_url, links[0]);
+  GOOD.add('user-key-kit-5');
+  const done = await submit(gw, links[0], { csrf: page.csrf, api_key: 'user-key-kit-5' }, page.cookie);
+  assert.equal(done.status, 200);
+  await done.text();
+  assert.equal((await whoamiVia(gw.base + '/mcp/tickets', keys.kit))['x-api-key'], 'user-key-kit-5');
+  // connection_required links are short-lived: 1 hour.
+  assert.equal((await openPage(links[0])).status, 410, 'used up');
+  GOOD.delete('user-key-kit-5');
+  const again = await mcp(keys.kit);
+  assert.notEqual(again.json.error.data.connect_url, links[0], 'a used link is not handed out again');
+  const left = Date.parse((await openPage(again.json.error.data.connect_url)).html.match(/expires at (\S+) \(UTC\)/)[1]) - Date.now();
+  assert.ok(left > 55 * 60_000 && left <= 60 * 60_000, `expires in ${left} ms`);
+});
+
+test('a link opened first in one browser refuses another browser, with a page that says what to do', async () => {
+  const { url } = await newLink(gw, 'lou', 'tickets');
+  const first = await openPage(url);
+  assert.equal(first.status, 200);
+  assert.match(first.cookie, /mab_browser=/);
+  // Another browser (no cookies, or its own) gets a 4xx page naming the next step.
+  for (const jar of [undefined, 'mab_browser=' + 'A'.repeat(43)]) {
+    const other = await openPage(url, jar);
+    assert.equal(other.status, 403, other.html);
+    assert.match(other.html, /first opened in another browser/);
+    assert.match(other.html, /Open it there|ask whoever sent it for a new link/);
+    assert.ok(!other.html.includes('<form'), 'no form for the other browser');
+  }
+  // Its submit is refused too, even with a valid CSRF pair of its own; nothing is stored.
+  const intruder = await openPage(url, 'mab_csrf=' + 'B'.repeat(43));
+  const stolen = await submit(gw, url, { csrf: 'B'.repeat(43), api_key: 'user-key-gina-1' }, 'mab_csrf=' + 'B'.repeat(43));
+  assert.equal(intruder.status, 403);
+  assert.equal(stolen.status, 403);
+  await stolen.text();
+  assert.equal((await mcp(keys.lou)).status, 403, 'nothing was connected');
+  // The first browser still can.
+  GOOD.add('user-key-lou-6');
+  const again = await openPage(url, first.cookie);
+  assert.equal(again.status, 200);
+  const done = await submit(gw, url, { csrf: again.csrf, api_key: 'user-key-lou-6' }, again.cookie);
+  assert.equal(done.status, 200);
+  await done.text();
+  assert.equal((await mcp(keys.lou)).status, 200);
+});
+
+test('the connections list says what a request would meet: connected where admin-set secrets work, connection_required with missing otherwise', async () => {
+  GOOD.add('user-key-max-7');
+  const max = (await newKey(gw, 'max', ['tickets', 'plain'])).key;
+  const ned = (await newKey(gw, 'ned', ['tickets', 'plain'])).key;
+  assert.equal((await gw.admin('PUT', '/subjects/max/secrets/api_key', { value: 'user-key-max-7' })).status, 204);
+  // Requests: max's admin-set secret works, ned has nothing for tickets.
+  assert.equal((await mcp(max)).status, 200);
+  assert.equal((await mcp(ned)).status, 403);
+  const view = async (subject) => (await gw.admin('GET', `/connections?subject=${subject}`)).json.items.map((c) => [c.upstream, c.status, c.missing]);
+  assert.deepEqual(await view('max'), [['plain', 'connected', undefined], ['tickets', 'connected', undefined]]);
+  assert.deepEqual(await view('ned'), [['plain', 'connected', undefined], ['tickets', 'connection_required', ['api_key']]]);
+  assert.deepEqual(await view('nobody-at-all'), [], 'a subject without keys or connections');
 });

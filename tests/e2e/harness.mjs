@@ -284,13 +284,30 @@ export async function newLink(gw, subject, upstream, extra = {}) {
 
 // ---- Connect pages (API.md §3), as a browser uses them.
 
-/** Opens a connect page like a browser: returns its status, HTML, CSRF field, cookie and headers. */
-export async function openPage(url) {
-  const r = await fetch(url);
+/**
+ * A browser's cookie jar in miniature: `jar` (a Cookie header value, `a=1; b=2`, or nothing)
+ * with the Set-Cookie answers of `headers` applied (a `Max-Age=0` one removes its cookie).
+ */
+export function withCookies(jar, headers) {
+  const cookies = new Map((jar ? jar.split('; ') : []).map((c) => [c.split('=')[0], c]));
+  for (const set of headers.getSetCookie()) {
+    const pair = set.split(';')[0];
+    const name = pair.split('=')[0];
+    if (/;\s*Max-Age=0(;|$)/i.test(set)) cookies.delete(name);
+    else cookies.set(name, pair);
+  }
+  return [...cookies.values()].join('; ');
+}
+
+/**
+ * Opens a connect page like a browser whose cookies are `jar` (none: a browser that never
+ * opened one): returns its status, HTML, CSRF field, the browser's cookies after it, and headers.
+ */
+export async function openPage(url, jar) {
+  const r = await fetch(url, jar ? { headers: { cookie: jar } } : {});
   const html = await r.text();
   const csrf = html.match(/name="csrf" value="([^"]+)"/)?.[1];
-  const cookie = r.headers.get('set-cookie')?.split(';')[0];
-  return { status: r.status, html, csrf, cookie, headers: r.headers };
+  return { status: r.status, html, csrf, cookie: withCookies(jar, r.headers), headers: r.headers };
 }
 
 /** Submits a connect page's form; a typed `api_key` is tracked: it must stay out of the log. */
@@ -305,11 +322,12 @@ export function submit(gw, url, fields, cookie) {
 }
 
 /**
- * Opens an OAuth upstream's connect link and presses "Continue", like a browser: returns the
- * authorization URL and the cookie that binds the callback to this browser.
+ * Opens an OAuth upstream's connect link and presses "Continue", like a browser with the cookies
+ * `jar`: returns the authorization URL, the cookie that binds the callback to this browser, and
+ * the browser's cookies after it (`cookie`, the binding included).
  */
-export async function startOAuthConnect(gw, url) {
-  const page = await openPage(url);
+export async function startOAuthConnect(gw, url, jar) {
+  const page = await openPage(url, jar);
   assert.equal(page.status, 200, page.html);
   assert.match(page.html, /Continue to sign in/);
   // Browsers apply form-action to the redirect that answers the form: it must allow the AS.
@@ -321,7 +339,7 @@ export async function startOAuthConnect(gw, url) {
   assert.match(go.headers.get('set-cookie'), /HttpOnly; SameSite=Lax/);
   const authorize = go.headers.get('location');
   gw.track(new URL(authorize).searchParams.get('state'), binding.split('=')[1]);
-  return { authorize, binding };
+  return { authorize, binding, cookie: withCookies(page.cookie, go.headers) };
 }
 
 /** Comes back to the gateway's callback in the browser that started the flow (its `binding` cookie). */

@@ -536,6 +536,41 @@ test('error table: unreachable, timeout, body limit, origin', async () => {
   await badPre.text();
 });
 
+test('a body over the limit with Content-Length is a JSON-RPC error with the request id, judged from its first 64 KiB', async () => {
+  const big = JSON.stringify({ jsonrpc: '2.0', id: 'big-7', method: 'tools/call', params: { pad: 'x'.repeat(5 * 1024 * 1024) } });
+  const started = Date.now();
+  const r = await rawMcp(gw, '/mcp/apikey', keys.alice, big);
+  assert.equal(r.status, 413);
+  const body = await r.json();
+  assert.equal(body.jsonrpc, '2.0');
+  assert.equal(body.id, 'big-7');
+  assert.equal(body.error.code, -32600);
+  assert.equal(body.error.data.reason, 'body_too_large');
+  assert.equal(body.error.data.limit, 4 * 1024 * 1024);
+  assert.ok(Date.now() - started < 10_000);
+  // The same without a key: 401, also as a JSON-RPC error with the id, the body not read past 64 KiB.
+  const anonymous = await rawMcp(gw, '/mcp/apikey', null, big);
+  assert.equal(anonymous.status, 401);
+  assert.equal((await anonymous.json()).id, 'big-7');
+  // Not JSON-RPC: the plain form.
+  const plain = await rawMcp(gw, '/mcp/apikey', keys.alice, 'x'.repeat(5 * 1024 * 1024));
+  assert.equal(plain.status, 413);
+  assert.equal((await plain.json()).error.code, 'body_too_large');
+});
+
+test("a same-origin Origin (the gateway's own) is accepted without ALLOWED_ORIGINS; another origin is still refused", async () => {
+  const own = await rawMcp(gw, '/mcp/apikey', keys.alice, initialize(), { origin: gw.base });
+  assert.equal(own.status, 200);
+  await own.text();
+  const pre = await fetch(gw.base + '/mcp/apikey', { method: 'OPTIONS', headers: { origin: gw.base, 'access-control-request-method': 'POST' } });
+  assert.equal(pre.status, 204);
+  for (const origin of ['https://evil.example', gw.base.replace('127.0.0.1', 'localhost'), gw.base.replace(/:(\d+)$/, (_, p) => `:${Number(p) + 1}`), 'null']) {
+    const other = await rawMcp(gw, '/mcp/apikey', keys.alice, initialize(), { origin });
+    assert.equal(other.status, 403, origin);
+    assert.equal((await other.json()).error.data.reason, 'origin_not_allowed');
+  }
+});
+
 test('no secret ever reached an upstream, a response or the log', async () => {
   const gatewayKeys = Object.values(keys);
   for (const dump of [up.tenant, up.apikey, up.basic, up.legacy].map((s) => JSON.stringify(s.requests)).concat(JSON.stringify(up.python.requests()))) {

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import {
   startGateway, sleep, whoamiVia, callTool, rawMcp, mcpAnswer, newKey, putUpstream, newLink,
-  startOAuthConnect, finishOAuthConnect, oauthCallback,
+  startOAuthConnect, finishOAuthConnect, oauthCallback, withCookies,
 } from './harness.mjs';
 import { startOAuthPeers, stopOAuthPeers, oauthSecrets } from './peers/oauth_mcp_server.mjs';
 
@@ -52,7 +52,7 @@ before(async () => {
   ({ as, mcp } = await startOAuthPeers({ accessTokenTtl: TTL }));
   gw = await startGateway();
   await putUpstream(gw, 'tickets', { url: mcp.url, oauth: {} });
-  for (const s of ['alice', 'bob', 'carol', 'dave', 'erin']) keys[s] = (await newKey(gw, s, ['tickets'])).key;
+  for (const s of ['alice', 'bob', 'carol', 'dave', 'erin', 'gil', 'hob', 'ida']) keys[s] = (await newKey(gw, s, ['tickets'])).key;
 });
 
 after(async () => {
@@ -180,28 +180,87 @@ test('callbacks: replayed, forged and wrong-issuer responses are refused; denial
   callback.searchParams.set('iss', 'http://127.0.0.1:1');
   const mixed = await oauthCallback(callback, started.binding);
   assert.equal(mixed.status, 400);
-  await mixed.text();
-  assert.deepEqual((await gw.admin('GET', '/connections?subject=dave')).json.items, []);
+  assert.match(await mixed.text(), /Open your connect link again/);
+  assert.deepEqual(await nothingStored('dave'), [['tickets', 'connection_required', null]]);
   // Login CSRF: someone else's browser comes back with a valid callback for dave's flow (an
   // attacker started it and lured the victim to the authorization URL): refused, nothing stored.
-  const lured = await startOAuthConnect(gw, link);
+  const lured = await startOAuthConnect(gw, link, started.cookie);
   const victimCallback = await as.completeLogin(lured.authorize, { user: 'victim' });
   const victim = await fetch(victimCallback, { redirect: 'manual' });
   assert.equal(victim.status, 400);
   assert.match(await victim.text(), /started in another browser/);
-  assert.deepEqual((await gw.admin('GET', '/connections?subject=dave')).json.items, []);
+  assert.deepEqual(await nothingStored('dave'), [['tickets', 'connection_required', null]]);
   // Denied consent: a plain page, not a 5xx, and no connection.
   const denied = await connect('dave', { deny: true });
   assert.equal(denied.status, 403);
   assert.match(denied.text, /did not allow access/);
-  assert.deepEqual((await gw.admin('GET', '/connections?subject=dave')).json.items, []);
+  assert.deepEqual(await nothingStored('dave'), [['tickets', 'connection_required', null]]);
   // A used link stays used.
-  assert.equal((await fetch(link)).status, 200, 'the link survives a failed callback');
+  assert.equal((await fetch(link, { headers: { cookie: started.cookie } })).status, 200, 'the link survives a failed callback');
+});
+
+/** The connections list of a subject with nothing stored: `connection_required`, no `updated_at`. */
+const nothingStored = async (subject) =>
+  (await gw.admin('GET', `/connections?subject=${subject}`)).json.items.map((c) => [c.upstream, c.status, c.updated_at]);
+
+test('a failed callback page says what to do next', async () => {
+  for (const query of ['', '?state=nonsense&code=x', `?state=mabs_${'0'.repeat(64)}_${'A'.repeat(43)}&code=x`]) {
+    const r = await fetch(`${gw.base}/oauth/callback${query}`, { redirect: 'manual' });
+    assert.equal(r.status, 400, query);
+    const html = await r.text();
+    assert.match(html, /Sign-in not accepted/);
+    assert.match(html, /Open your connect link again/, `${query}: the page names the next step`);
+  }
+  // A response without a code, for a real pending sign-in.
+  const started = await startOAuthConnect(gw, (await newLink(gw, 'ida', 'tickets')).url);
+  const callback = new URL(await as.completeLogin(started.authorize, { user: 'ida' }));
+  callback.searchParams.delete('code');
+  const noCode = await oauthCallback(callback, started.binding);
+  assert.equal(noCode.status, 400);
+  assert.match(await noCode.text(), /carries no code\. Open your connect link again/);
+});
+
+test('a callback from another browser leaves the sign-in for the browser that started it (a leaked state voids nothing)', async () => {
+  const started = await startOAuthConnect(gw, (await newLink(gw, 'gil', 'tickets')).url);
+  const callback = await as.completeLogin(started.authorize, { user: 'gil' });
+  gw.track(new URL(callback).searchParams.get('code'));
+  // Someone who learned the callback URL (state and code) comes back first, without the cookie,
+  // or with a cookie of that name but another value.
+  const name = started.binding.split('=')[0];
+  for (const cookie of [undefined, `${name}=${'C'.repeat(43)}`]) {
+    const other = await fetch(callback, { redirect: 'manual', headers: cookie ? { cookie } : {} });
+    assert.equal(other.status, 400);
+    assert.match(await other.text(), /started in another browser/);
+  }
+  // The user's own browser still finishes.
+  const done = await oauthCallback(callback, started.cookie);
+  assert.equal(done.status, 200, await done.text());
+  assert.equal((await whoamiVia(gw.base + '/mcp/tickets', keys.gil)).sub, 'gil');
+});
+
+test('two connects in one browser keep their own callback cookies and both complete', async () => {
+  // One browser starts a connect for hob, then another for ida, before finishing either.
+  const first = await startOAuthConnect(gw, (await newLink(gw, 'hob', 'tickets')).url);
+  const second = await startOAuthConnect(gw, (await newLink(gw, 'ida', 'tickets')).url, first.cookie);
+  assert.notEqual(first.binding.split('=')[0], second.binding.split('=')[0], 'one cookie per pending sign-in');
+  let jar = second.cookie;
+  assert.ok(jar.includes(first.binding) && jar.includes(second.binding), jar);
+  for (const [started, subject] of [[first, 'hob'], [second, 'ida']]) {
+    const callback = await as.completeLogin(started.authorize, { user: subject });
+    gw.track(new URL(callback).searchParams.get('code'));
+    const done = await fetch(callback, { redirect: 'manual', headers: { cookie: jar } });
+    assert.equal(done.status, 200, await done.text());
+    jar = withCookies(jar, done.headers);
+    assert.ok(!jar.includes(started.binding), 'the used binding cookie is cleared');
+    assert.equal((await whoamiVia(gw.base + '/mcp/tickets', keys[subject])).sub, subject);
+  }
 });
 
 test('disconnect revokes at the authorization server, then forgets', async () => {
   const revocations = as.counts().revocations;
-  assert.equal((await gw.admin('DELETE', '/subjects/carol/connections/tickets')).status, 204);
+  const disconnected = await gw.admin('DELETE', '/subjects/carol/connections/tickets');
+  assert.equal(disconnected.status, 200, disconnected.text);
+  assert.deepEqual(disconnected.json, { revoked: true });
   assert.equal(as.counts().revocations, revocations + 2, 'refresh token, then access token');
   assert.ok(as.revoked().some((r) => r.token_type_hint === 'refresh_token' && r.status === 200));
   const r = await rawCall(keys.carol);
@@ -255,6 +314,34 @@ test('an operator-registered confidential client, with client_secret_basic and c
     assert.equal(r.status, 200);
     assert.match(await r.text(), new RegExp(client.client_id));
   }
+});
+
+test('re-PUT of an operator client without client_secret keeps the secret: the OAuth flow still works', async () => {
+  const reg = await fetch(`${as.issuer}/reg`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ redirect_uris: [gw.base + '/oauth/callback'], token_endpoint_auth_method: 'client_secret_basic', grant_types: ['authorization_code', 'refresh_token'] }),
+  });
+  const client = await reg.json();
+  gw.track(client.client_secret);
+  const oauth = { client_id: client.client_id, token_endpoint_auth_method: 'client_secret_basic', authorization_server: as.issuer };
+  await putUpstream(gw, 'kept', { url: mcp.url, oauth: { ...oauth, client_secret: client.client_secret } });
+  // The operator changes the scopes and sends no secret: it is kept.
+  const again = await putUpstream(gw, 'kept', { url: mcp.url, oauth: { ...oauth, scopes: ['tickets:read'] } });
+  assert.equal(again.json.oauth.client_secret_set, true, again.text);
+  const key = (await newKey(gw, 'jan', ['kept'])).key;
+  const started = await startOAuthConnect(gw, (await newLink(gw, 'jan', 'kept')).url);
+  const done = await oauthCallback(await as.completeLogin(started.authorize, { user: 'jan' }), started.binding);
+  assert.equal(done.status, 200, await done.text());
+  const r = await rawMcp(gw, '/mcp/kept', key, callTool(1, 'whoami'));
+  assert.equal(r.status, 200);
+  assert.match(await r.text(), new RegExp(client.client_id));
+  // A new client_id without a secret drops it; so does "client_secret": null.
+  const other = await putUpstream(gw, 'kept', { url: mcp.url, oauth: { ...oauth, client_id: 'another-client' } });
+  assert.equal(other.json.oauth.client_secret_set, false);
+  await putUpstream(gw, 'kept', { url: mcp.url, oauth: { ...oauth, client_secret: client.client_secret } });
+  const cleared = await putUpstream(gw, 'kept', { url: mcp.url, oauth: { ...oauth, client_secret: null } });
+  assert.equal(cleared.json.oauth.client_secret_set, false);
 });
 
 test('client metadata document', async () => {

@@ -2,6 +2,7 @@
 //! status, the admin list, and forgetting one.
 
 use super::SubjectStore;
+use crate::core::connections::ConnectionSummary;
 use crate::core::ids::UpstreamId;
 use crate::core::keys::{Access, KeyRecord};
 use crate::core::oauth::token::refresh_due;
@@ -12,7 +13,7 @@ use crate::core::request::{
 use crate::core::seal::Sealed;
 use crate::rt::now_ms;
 use crate::store::protocol::{
-    Connection, ConnectionSummary, Deleted, Resolve, Resolved, SetConnectionStatus,
+    Connection, Deleted, Resolve, Resolved, SetConnectionStatus, SubjectConnections,
 };
 use crate::store::schema::{CONNECTIONS, KEYS, SUBJECT_SECRETS};
 use std::collections::BTreeMap;
@@ -116,21 +117,27 @@ impl SubjectStore {
         Ok(true)
     }
 
-    pub(super) async fn list_connections(&self) -> Result<Vec<ConnectionSummary>> {
+    pub(super) async fn list_connections(&self) -> Result<SubjectConnections> {
         let conns = self.list::<Connection>(&CONNECTIONS).await?;
-        Ok(conns
+        let connections = conns
             .into_iter()
             .filter_map(|(upstream, c)| {
                 Some(ConnectionSummary {
                     upstream: UpstreamId::parse(&upstream).ok()?,
                     status: c.status,
                     expires_at: c.expires_at,
+                    values: c.values.into_keys().collect(),
+                    oauth: c.oauth.is_some(),
+                    refreshable: c.oauth.as_ref().is_some_and(|g| g.refresh_token.is_some()),
                     scopes: c.scopes,
                     updated_at: c.updated_at,
                     problem: c.problem,
                 })
             })
-            .collect())
+            .collect();
+        let secrets =
+            self.list::<Sealed>(&SUBJECT_SECRETS).await?.into_iter().map(|(name, _)| name).collect();
+        Ok(SubjectConnections { connections, secrets, keys: self.list_keys().await? })
     }
 
     pub(super) async fn set_connection_status(&self, op: SetConnectionStatus) -> Result<bool> {

@@ -1,56 +1,46 @@
-//! Connect links (single-use, bounded per upstream, remembered a while after use) and the OAuth
-//! authorizations in flight that belong to them.
+//! Connect links (single-use, owned by the first browser that opens them, reused for
+//! `connection_required`, bounded per upstream, remembered a while after use) and the OAuth
+//! authorizations in flight that belong to them. The rules are in `core::connect`.
 
 use super::SubjectStore;
-use crate::core::connect::{LinkRecord, LinkState};
-use crate::core::ids::{SubjectId, UpstreamId};
-use crate::core::keys::KeyHash;
+use crate::core::connect::{
+    links_to_forget, reusable_link, take_pending, Claim, LinkRecord, LinkState, Take,
+};
 use crate::core::request::ConnectionStatus;
 use crate::rt::now_ms;
 use crate::store::protocol::{
-    BeginAuthorization, CompleteLink, Connection, CreateLink, LinkOutcome, PendingAuthorization,
+    BeginAuthorization, CompleteLink, Connection, CreateLink, LinkOutcome, OpenLink, PendingAuthorization,
+    TakeAuthorization, Taken,
 };
 use crate::store::schema::{CONNECTIONS, LINKS, PENDING};
 use worker::Result;
 
-/// How long a used or expired link is remembered.
-const LINK_TOMBSTONE_MS: u64 = 7 * 24 * 3600 * 1000;
-
-/// Live links kept per subject and upstream.
-const MAX_LIVE_LINKS: usize = 20;
-
 impl SubjectStore {
-    pub(super) async fn create_link(&self, op: CreateLink) -> Result<()> {
+    pub(super) async fn create_link(&self, op: CreateLink) -> Result<Option<LinkRecord>> {
         self.remember_subject(&op.link.subject).await?;
-        self.prune_links(&op.link.upstream).await?;
-        self.storage().put(&LINKS.key(op.hash.as_str()), &op.link).await
-    }
-
-    pub(super) async fn get_link(&self, hash: &KeyHash) -> Result<Option<LinkRecord>> {
-        self.storage().get(&LINKS.key(hash.as_str())).await
-    }
-
-    /// Keeps a subject's links bounded: forgets used and expired ones, and keeps at most
-    /// `MAX_LIVE_LINKS - 1` live links per upstream before a new one is added (a client that
-    /// keeps retrying an unconnected upstream mints a link with every error).
-    async fn prune_links(&self, upstream: &UpstreamId) -> Result<()> {
         let now = now_ms();
-        let mut live: Vec<(String, LinkRecord)> = Vec::new();
-        for (hash, link) in self.list::<LinkRecord>(&LINKS).await? {
-            // A used or expired link stays a while, so that opening it again says so (410)
-            // instead of "not found".
-            let done_at = link.used_at.unwrap_or(link.expires_at);
-            if link.state(now) != LinkState::Usable && done_at + LINK_TOMBSTONE_MS < now {
-                self.storage().delete(&LINKS.key(&hash)).await?;
-            } else if link.upstream == *upstream && link.state(now) == LinkState::Usable {
-                live.push((hash, link));
+        let links = self.list::<LinkRecord>(&LINKS).await?;
+        if op.link.token.is_some() {
+            if let Some(live) = reusable_link(&links, &op.link.upstream, now) {
+                return Ok(Some(live.clone()));
             }
         }
-        live.sort_by_key(|(_, l)| std::cmp::Reverse(l.created_at));
-        for (hash, _) in live.iter().skip(MAX_LIVE_LINKS - 1) {
-            self.storage().delete(&LINKS.key(hash)).await?;
+        for hash in links_to_forget(&links, &op.link.upstream, op.link.token.is_none(), now) {
+            self.storage().delete(&LINKS.key(&hash)).await?;
         }
-        Ok(())
+        self.storage().put(&LINKS.key(op.hash.as_str()), &op.link).await?;
+        Ok(None)
+    }
+
+    pub(super) async fn open_link(&self, op: OpenLink) -> Result<Option<(LinkRecord, Claim)>> {
+        let key = LINKS.key(op.hash.as_str());
+        let Some(mut link) = self.storage().get::<LinkRecord>(&key).await? else { return Ok(None) };
+        let claim = link.claim(op.browser.as_ref());
+        if claim == Claim::Claimed && link.state(now_ms()) == LinkState::Usable {
+            link.browser_hash = op.browser;
+            self.storage().put(&key, &link).await?;
+        }
+        Ok(Some((link, claim)))
     }
 
     pub(super) async fn complete_link(&self, op: CompleteLink) -> Result<LinkOutcome> {
@@ -106,18 +96,20 @@ impl SubjectStore {
         storage.put(&PENDING.key(op.state_hash.as_str()), &op.pending).await
     }
 
-    pub(super) async fn take_authorization(
-        &self,
-        state_hash: &KeyHash,
-    ) -> Result<Option<(SubjectId, PendingAuthorization)>> {
+    pub(super) async fn take_authorization(&self, op: TakeAuthorization) -> Result<Taken> {
         let storage = self.storage();
-        let key = PENDING.key(state_hash.as_str());
-        let pending = storage.get::<PendingAuthorization>(&key).await?;
-        if pending.is_some() {
-            storage.delete(&key).await?;
+        let key = PENDING.key(op.state_hash.as_str());
+        let Some(pending) = storage.get::<PendingAuthorization>(&key).await? else {
+            return Ok(Taken::Unknown);
+        };
+        let verdict = take_pending(pending.expires_at, &pending.browser_hash, op.browser.as_ref(), now_ms());
+        if verdict == Take::OtherBrowser {
+            return Ok(Taken::OtherBrowser);
         }
-        let usable = pending.filter(|p| p.expires_at > now_ms());
-        let subject = self.subject().await?;
-        Ok(usable.zip(subject).map(|(p, s)| (s, p)))
+        storage.delete(&key).await?;
+        Ok(match (verdict, self.subject().await?) {
+            (Take::Take, Some(subject)) => Taken::Taken { subject, pending: Box::new(pending) },
+            _ => Taken::Unknown,
+        })
     }
 }

@@ -94,11 +94,9 @@ impl SubjectStore {
                 answer::<p::DeleteConnection>(self.delete_connection(o.upstream.as_str()).await?)
             }
             Op::BeginAuthorization(o) => answer::<p::BeginAuthorization>(self.begin_authorization(o).await?),
-            Op::TakeAuthorization(o) => {
-                answer::<p::TakeAuthorization>(self.take_authorization(&o.state_hash).await?)
-            }
+            Op::TakeAuthorization(o) => answer::<p::TakeAuthorization>(self.take_authorization(o).await?),
             Op::CreateLink(o) => answer::<p::CreateLink>(self.create_link(o).await?),
-            Op::GetLink(o) => answer::<p::GetLink>(self.get_link(&o.hash).await?),
+            Op::OpenLink(o) => answer::<p::OpenLink>(self.open_link(o).await?),
             Op::CompleteLink(o) => answer::<p::CompleteLink>(self.complete_link(o).await?),
             Op::Reseal(_) => answer::<p::Reseal>(self.reseal_now().await?),
             Op::AdminAttempt(o) => {

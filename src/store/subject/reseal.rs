@@ -3,10 +3,11 @@
 //! names the subject.
 
 use super::SubjectStore;
+use crate::core::connect::LinkRecord;
 use crate::core::seal::{ConnectionValue, Context, Keyring, Resealed, Sealed};
 use crate::rt::{self, random_bytes};
 use crate::store::protocol::{Connection, PendingAuthorization};
-use crate::store::schema::{CONNECTIONS, PENDING, SEALED_WITH, SUBJECT_SECRETS};
+use crate::store::schema::{CONNECTIONS, LINKS, PENDING, SEALED_WITH, SUBJECT_SECRETS};
 use worker::{console_error, Error, Result};
 
 impl SubjectStore {
@@ -37,7 +38,7 @@ impl SubjectStore {
     }
 
     /// Re-seals every sealed value kept here (subject secrets, connections, pending
-    /// authorizations) under the primary key. Only storage calls between reads and writes, so no
+    /// authorizations, the tokens of reusable links) under the primary key. Only storage calls between reads and writes, so no
     /// other operation of this object runs in between (input gates). Notes the key when every
     /// value opened.
     async fn reseal(&self, ring: &Keyring) -> Result<Resealed> {
@@ -75,6 +76,13 @@ impl SubjectStore {
             values.extend(pending.client.client_secret.as_mut().map(|v| (secret, v)));
             if ring.reseal_each(values, random_bytes, &mut tally) {
                 storage.put(&PENDING.key(&hash), &pending).await?;
+            }
+        }
+        for (hash, mut link) in self.list::<LinkRecord>(&LINKS).await? {
+            let upstream = link.upstream.clone();
+            let context = Context::LinkToken { subject, upstream: upstream.as_str() };
+            if ring.reseal_each(link.token.as_mut().map(|t| (context, t)), random_bytes, &mut tally) {
+                storage.put(&LINKS.key(&hash), &link).await?;
             }
         }
         if tally.unreadable == 0 {

@@ -211,9 +211,12 @@ async function connectOAuth(base, key, as) {
   const link = JSON.parse(await first.text()).error.data.connect_url;
   const page = await fetch(link);
   const csrf = (await page.text()).match(/name="csrf" value="([^"]+)"/)[1];
-  const cookie = page.headers.get('set-cookie').split(';')[0];
+  // The page sets the CSRF cookie and the one that makes this browser the link's owner.
+  const cookies = (r) => r.headers.getSetCookie().map((c) => c.split(';')[0]);
+  const cookie = cookies(page).join('; ');
   const go = await fetch(link, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', cookie }, body: new URLSearchParams({ csrf }).toString(), redirect: 'manual' });
-  const binding = go.headers.get('set-cookie').split(';')[0];
+  if (go.status !== 303) throw new Error(`OAuth connect: ${go.status} ${await go.text()}`);
+  const binding = cookies(go).join('; ');
   const callback = await as.completeLogin(go.headers.get('location'), { user: 'storm' });
   const done = await fetch(callback, { redirect: 'manual', headers: { cookie: binding } });
   if (done.status !== 200) throw new Error(`OAuth connect: ${done.status} ${await done.text()}`);

@@ -7,6 +7,8 @@ use crate::core::headers::is_token;
 use crate::error::Error;
 use crate::http;
 use crate::proxy::{self, Route};
+use futures_util::future::{FutureExt, LocalBoxFuture};
+use std::future::Future;
 use worker::{Method, Request, Response};
 
 const MCP_ALLOW: &str = "GET, POST, DELETE, OPTIONS";
@@ -39,29 +41,32 @@ pub async fn handle(app: &App, req: Request) -> Response {
         (_, ["sse", _, "messages"]) => Err(Error::MethodNotAllowed { allow: "POST, OPTIONS" }),
 
         // Connect links (API.md §3)
-        (Method::Get, ["connect", token]) => crate::connect::page(app, &req, token).await,
-        (Method::Post, ["connect", token]) => crate::connect::submit(app, req, token).await,
+        (Method::Get, ["connect", token]) => cold(crate::connect::page(app, &req, token)).await,
+        (Method::Post, ["connect", token]) => cold(crate::connect::submit(app, req, token)).await,
         (_, ["connect", _]) => Err(Error::MethodNotAllowed { allow: "GET, POST" }),
         (Method::Get, ["oauth", "callback"] | ["oauth", "callback", _]) => {
-            crate::connect::callback(app, &req).await
+            cold(crate::connect::callback(app, &req)).await
         }
         (Method::Get, ["oauth", "client-metadata.json"]) => Ok(crate::connect::client_metadata(app)),
 
         // The gateway as an authorization server for OAuth-only MCP clients
         (Method::Get, [".well-known", "oauth-protected-resource", route @ ("mcp" | "sse"), upstream]) => {
-            authorize::protected_resource(app, route, upstream).await
+            cold(authorize::protected_resource(app, route, upstream)).await
         }
         (Method::Get, [".well-known", "oauth-authorization-server"]) => {
             Ok(authorize::authorization_server(app))
         }
-        (Method::Post, ["oauth", "register"]) => authorize::register(app, req).await,
+        (Method::Post, ["oauth", "register"]) => cold(authorize::register(app, req)).await,
         (_, ["oauth", "register"]) => Err(Error::MethodNotAllowed { allow: "POST" }),
 
         // Admin API (API.md §4)
-        (_, ["admin", "v1", ..]) => match admin::authorize(app, &req).await {
-            Err(e) => Err(e),
-            Ok(()) => admin_route(app, req, method, &segs[2..]).await,
-        },
+        (_, ["admin", "v1", ..]) => {
+            cold(async {
+                admin::authorize(app, &req).await?;
+                admin_route(app, req, method, &segs[2..]).await
+            })
+            .await
+        }
 
         _ => Err(Error::NotFound { what: "route".into() }),
     };
@@ -71,6 +76,13 @@ pub async fn handle(app: &App, req: Request) -> Response {
     } else {
         resp
     }
+}
+
+/// A handler off the MCP hot path, behind a boxed future: its code is a function of its own,
+/// which the runtime compiles when first used, instead of part of the one every request's
+/// first call compiles (the cold first request; bench/RESULTS.md).
+fn cold<'a, T>(handler: impl Future<Output = T> + 'a) -> LocalBoxFuture<'a, T> {
+    handler.boxed_local()
 }
 
 async fn admin_route(app: &App, req: Request, method: Method, path: &[&str]) -> Result<Response, Error> {

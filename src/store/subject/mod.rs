@@ -17,6 +17,7 @@ mod reseal;
 use super::protocol::{self as p, Op, Operation};
 use super::schema::{Family, SUBJECT};
 use crate::core::ids::SubjectId;
+use futures_util::future::FutureExt;
 use serde::de::DeserializeOwned;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -78,7 +79,16 @@ fn answer<O: Operation>(reply: O::Reply) -> Result<String> {
 impl SubjectStore {
     async fn apply(&self, op: Op) -> Result<String> {
         match op {
+            // The hot path inline; every other operation behind a boxed future, compiled by the
+            // runtime when first used (see `routes::cold`).
             Op::Resolve(o) => answer::<p::Resolve>(self.resolve(o).await?),
+            other => self.apply_cold(other).boxed_local().await,
+        }
+    }
+
+    async fn apply_cold(&self, op: Op) -> Result<String> {
+        match op {
+            Op::Resolve(_) => Err(Error::RustError("Resolve is answered inline by `apply`".into())),
             Op::RefreshAfterRejection(o) => {
                 answer::<p::RefreshAfterRejection>(self.refresh(o.upstream.as_str(), Some(o.rejected)).await?)
             }

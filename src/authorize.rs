@@ -1,25 +1,36 @@
 //! The gateway as an authorization server for OAuth-only MCP clients (the design contract's
 //! §6), the HTTP half; the rules are `core::authorize`. Built so far: the metadata documents,
-//! the challenge on `/mcp/{upstream}`, and client registration. The authorization and token
-//! endpoints are not yet (docs/API.md "Planned, not built yet").
+//! the challenge on `/mcp/{upstream}`, client registration, and for sign-in `self` on header
+//! upstreams the authorization (consent with the upstream's fields) and token endpoints
+//! (docs/API.md §5a; the rest is "Planned, not built yet").
 
 use crate::app::App;
+use crate::connect::{csrf_checked, csrf_for, html, message, read_form};
 use crate::core::authorize::client::{
-    register as check_registration, CLIENT_ID_PREFIX, MAX_REGISTRATION_BYTES,
+    classify_client_id, register as check_registration, ClientId, Registration, CLIENT_ID_PREFIX,
+    MAX_REGISTRATION_BYTES,
 };
+use crate::core::authorize::consent::{consent_page, Session};
+use crate::core::authorize::grant::{CodeRecord, ACCESS_TOKEN_S, CODE_MS};
 use crate::core::authorize::metadata;
-use crate::core::encoding::b64url;
-use crate::core::ids::UpstreamId;
+use crate::core::authorize::request::{back_to_client, check, client_of, Refused};
+use crate::core::connect::{validate_form, FormErrors};
+use crate::core::encoding::{b64_decode, b64url, hex};
+use crate::core::ids::{SubjectId, UpstreamId};
+use crate::core::keys::{self, KeyHash, ACCESS_PREFIX, CODE_PREFIX, REFRESH_PREFIX};
 use crate::core::oauth::token::AuthMethod;
-use crate::core::seal::Context;
+use crate::core::seal::{ConnectionValue, Context, Sealed};
 use crate::core::throttle::Verdict;
-use crate::core::upstream::Upstream;
+use crate::core::upstream::{SignIn, Upstream};
 use crate::error::Error;
 use crate::http;
 use crate::rt::{now_ms, random_bytes};
-use crate::store::protocol::RegistrationAttempt;
+use crate::store::protocol::{
+    AuthorizeSelf, RedeemCode, Redeemed, RegistrationAttempt, RotateRefresh, Rotated,
+};
 use crate::store::schema::registration_guard_name;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use worker::{Request, Response};
 
 /// The upstream `{id}` when OAuth-only clients may sign in for it.
@@ -89,4 +100,272 @@ pub async fn register(app: &App, mut req: Request) -> Result<Response, Error> {
         answer["client_secret_expires_at"] = json!(0);
     }
     Ok(http::json(201, &answer))
+}
+
+/// A registered client's registration, opened from its client id; `None` for any other id.
+/// (Client ID Metadata Documents are not fetched yet.)
+fn registration_of(app: &App, client_id: &str) -> Result<Option<Registration>, Error> {
+    let ClientId::Registered(sealed) = classify_client_id(client_id) else { return Ok(None) };
+    let opened = app.keyring()?.open(&Context::GatewayClient, &Sealed::stored(sealed.to_string()));
+    Ok(opened.ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+}
+
+/// A refusal before the redirect URI is trusted: a page, never a redirect.
+fn refused_page(why: &str) -> Response {
+    message(400, "Cannot continue", &format!("{why} Go back to the application and try connecting again."))
+}
+
+/// A redirect back to the client (`code`, or `error`), with `iss` (RFC 9207).
+fn redirect(location: &str) -> Response {
+    let resp = http::empty(302);
+    let _ = resp.headers().set("Location", location);
+    resp
+}
+
+fn answer_refusal(app: &App, r: Refused) -> Response {
+    match (&r, r.redirect(&app.public_origin)) {
+        (Refused::Page(why), _) => refused_page(why),
+        (_, Some(location)) => redirect(&location),
+        (_, None) => refused_page("The application's address is not usable."),
+    }
+}
+
+/// The upstream of an authorization, when sign-in `self` can serve it now: a header upstream
+/// (an upstream's own OAuth chained inside this flow, and sign-in by link, are not built yet).
+async fn self_service(app: &App, upstream: &UpstreamId) -> Result<Option<Upstream>, Error> {
+    let found = app.config_store()?.upstream(upstream.as_str()).await?;
+    Ok(found.filter(|u| u.sign_in == SignIn::SelfService && u.oauth.is_none()))
+}
+
+/// `GET /oauth/authorize`: the request checked (`core::authorize::request`), then the consent
+/// page with the upstream's fields.
+pub async fn authorize_page(app: &App, req: &Request) -> Result<Response, Error> {
+    let url = req.url().map_err(Error::internal)?;
+    let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    let (client_id, redirect_uri) = match client_of(&query) {
+        Ok(pair) => pair,
+        Err(r) => return Ok(answer_refusal(app, r)),
+    };
+    let Some(registration) = registration_of(app, &client_id)? else {
+        return Ok(refused_page("The application is not registered with this gateway."));
+    };
+    let authorization = match check(&query, &client_id, &redirect_uri, &registration, &app.public_origin) {
+        Ok(a) => a,
+        Err(r) => return Ok(answer_refusal(app, r)),
+    };
+    let Some(upstream) = self_service(app, &authorization.upstream).await? else {
+        let refused = Refused::Redirect {
+            redirect_uri,
+            state: authorization.state,
+            error: "invalid_target",
+            description: "this MCP URL does not take sign-in from here",
+        };
+        return Ok(answer_refusal(app, refused));
+    };
+    let session = Session::new(authorization, &registration.client_name, now_ms());
+    consent(app, req, &session, &upstream, &FormErrors::new(), &[], 200)
+}
+
+fn consent(
+    app: &App,
+    req: &Request,
+    session: &Session,
+    upstream: &Upstream,
+    errors: &FormErrors,
+    previous: &[(String, String)],
+    status: u16,
+) -> Result<Response, Error> {
+    let text = serde_json::to_vec(session).map_err(Error::internal)?;
+    let sealed = app.seal(&Context::AuthorizeSession, &text)?;
+    let (csrf, cookie) = csrf_for(app, req);
+    let body = consent_page(session, &upstream.user_fields, sealed.as_str(), &csrf, errors, previous);
+    Ok(html(status, body, &[cookie]))
+}
+
+/// `POST /oauth/authorize`: the person's answer. Allowed: what they typed becomes the connection
+/// of a new subject, and the client gets a code for it.
+pub async fn authorize_submit(app: &App, mut req: Request) -> Result<Response, Error> {
+    let form = read_form(&mut req).await?;
+    if csrf_checked(app, &req, &form).is_none() {
+        return Ok(message(
+            403,
+            "Please try again",
+            "This form could not be verified (it was sent from another page, or your browser blocked its cookie). \
+             Go back to the application and start connecting again.",
+        ));
+    }
+    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let opened = field("session").and_then(|s| {
+        let bytes =
+            app.keyring().ok()?.open(&Context::AuthorizeSession, &Sealed::stored(s.to_string())).ok()?;
+        serde_json::from_slice::<Session>(&bytes).ok()
+    });
+    let Some(session) = opened.filter(|s| s.expires_at > now_ms()) else {
+        return Ok(refused_page("This request has expired or is not one of this gateway's."));
+    };
+    let state = session.state.as_deref();
+    let back = |params: &[(&str, &str)]| {
+        let mut all = params.to_vec();
+        all.extend(state.map(|s| ("state", s)));
+        back_to_client(&session.redirect_uri, &all, &app.public_origin)
+    };
+    if field("decision") != Some("allow") {
+        let denied =
+            back(&[("error", "access_denied"), ("error_description", "the person did not allow access")]);
+        return Ok(denied
+            .map(|l| redirect(&l))
+            .unwrap_or_else(|| refused_page("The application's address is not usable.")));
+    }
+    let Some(upstream) = self_service(app, &session.upstream).await? else {
+        return Ok(refused_page("This service no longer takes sign-in from here."));
+    };
+    let values = match validate_form(&upstream.user_fields, &form) {
+        Ok(values) => values,
+        Err(errors) => return consent(app, &req, &session, &upstream, &errors, &form, 400),
+    };
+    // Sign-in `self`: a subject of its own for each authorization.
+    let subject =
+        SubjectId::parse(&format!("oauth-{}", hex(&random_bytes::<16>()))).map_err(Error::internal)?;
+    let routing = app.routing_for(subject.as_str())?;
+    let code = keys::generate_routed(CODE_PREFIX, &routing, &random_bytes());
+    let mut sealed = BTreeMap::new();
+    for (name, value) in values {
+        let context = Context::Connection {
+            subject: subject.as_str(),
+            upstream: upstream.id.as_str(),
+            value: ConnectionValue::Field(&name),
+        };
+        sealed.insert(name.clone(), app.seal(&context, value.expose().as_bytes())?);
+    }
+    let record = CodeRecord {
+        client_id: KeyHash::of(&session.client_id),
+        redirect_uri: session.redirect_uri.clone(),
+        code_challenge: session.code_challenge.clone(),
+        upstream: upstream.id.clone(),
+        subject: subject.clone(),
+        expires_at: now_ms() + CODE_MS,
+        redeemed_for: None,
+    };
+    let op = AuthorizeSelf {
+        subject: subject.clone(),
+        upstream: upstream.id.clone(),
+        origin: upstream.place().origin,
+        values: sealed,
+        code_hash: KeyHash::of(&code),
+        code: record,
+    };
+    app.store_for(subject.as_str())?.call(op).await?;
+    let location =
+        back(&[("code", &code)]).ok_or_else(|| Error::internal("redirect URI no longer parses"))?;
+    Ok(redirect(&location))
+}
+
+fn token_error(status: u16, error: &'static str, description: &str) -> Error {
+    Error::TokenRefused { status, error, description: description.into() }
+}
+
+/// The client of a token request, authenticated: `client_id` (form or HTTP Basic, RFC 6749
+/// §2.3.1) naming a registration here, and its secret for a confidential one.
+fn token_client(
+    app: &App,
+    req: &Request,
+    form: &[(String, String)],
+) -> Result<(String, Registration), Error> {
+    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let basic = http::header(req, "authorization").and_then(|h| {
+        let (scheme, value) = h.trim().split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return None;
+        }
+        let decoded = String::from_utf8(b64_decode(value.trim())?).ok()?;
+        let (id, secret) = decoded.split_once(':')?;
+        let unescape = |s: &str| {
+            url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned())
+        };
+        Some((unescape(id)?, unescape(secret)?))
+    });
+    let (client_id, secret) = match basic {
+        Some((id, secret)) => (id, Some(secret)),
+        None => (field("client_id").unwrap_or_default(), field("client_secret")),
+    };
+    let invalid = || token_error(401, "invalid_client", "unknown client, or its authentication failed");
+    let registration = registration_of(app, &client_id)?.ok_or_else(invalid)?;
+    if let Some(expected) = &registration.secret_hash {
+        if !secret.is_some_and(|s| expected.matches(&s)) {
+            return Err(invalid());
+        }
+    }
+    Ok((client_id, registration))
+}
+
+/// `POST /oauth/token` (RFC 6749 §4.1.3, §6): codes and refresh tokens, redeemed in the
+/// subject's store they route to; the answer is never cached.
+pub async fn token(app: &App, mut req: Request) -> Result<Response, Error> {
+    let form = read_form(&mut req).await?;
+    let (client_id, registration) = token_client(app, &req, &form)?;
+    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
+    let invalid_grant = |why: &str| token_error(400, "invalid_grant", why);
+    let (routing, store, answer) = match field("grant_type").as_str() {
+        "authorization_code" => {
+            let code = field("code");
+            let presented =
+                keys::parse_routed(CODE_PREFIX, &code).ok_or_else(|| invalid_grant("unknown code"))?;
+            let store = app.store_at(&presented.routing)?.ok_or_else(|| invalid_grant("unknown code"))?;
+            (presented.routing, store, Ok(presented.hash))
+        }
+        "refresh_token" => {
+            let token = field("refresh_token");
+            let presented = keys::parse_routed(REFRESH_PREFIX, &token)
+                .ok_or_else(|| invalid_grant("unknown refresh token"))?;
+            let store =
+                app.store_at(&presented.routing)?.ok_or_else(|| invalid_grant("unknown refresh token"))?;
+            (presented.routing, store, Err(presented.hash))
+        }
+        _ => return Err(token_error(400, "unsupported_grant_type", "authorization_code or refresh_token")),
+    };
+    let refresh = keys::generate_routed(REFRESH_PREFIX, &routing, &random_bytes());
+    let access = keys::generate_routed(ACCESS_PREFIX, &routing, &random_bytes());
+    match answer {
+        Ok(code_hash) => {
+            let op = RedeemCode {
+                code_hash,
+                client_id: client_id.clone(),
+                client_name: registration.client_name,
+                redirect_uri: field("redirect_uri"),
+                code_verifier: field("code_verifier"),
+                grant_id: hex(&random_bytes::<8>()),
+                refresh: KeyHash::of(&refresh),
+                access: KeyHash::of(&access),
+            };
+            if let Redeemed::Refused(why) = store.call(op).await? {
+                worker::console_warn!("mcp-authbridge: code refused at the token endpoint: {why}");
+                return Err(invalid_grant("the code is not valid for this request"));
+            }
+        }
+        Err(presented) => {
+            let op = RotateRefresh {
+                presented,
+                client_id: client_id.clone(),
+                refresh: KeyHash::of(&refresh),
+                access: KeyHash::of(&access),
+            };
+            match store.call(op).await? {
+                Rotated::Issued { .. } => {}
+                Rotated::Refused => return Err(invalid_grant("unknown refresh token")),
+                Rotated::Revoked => {
+                    return Err(invalid_grant("this refresh token was used before: the grant is revoked"))
+                }
+            }
+        }
+    }
+    Ok(http::json(
+        200,
+        &json!({
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": ACCESS_TOKEN_S,
+            "refresh_token": refresh,
+            "scope": metadata::SCOPE,
+        }),
+    ))
 }

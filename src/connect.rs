@@ -97,11 +97,34 @@ fn page_response(status: u16, body: String, csp: &str, cookies: &[String]) -> Re
     Response::builder().with_status(status).with_headers(headers).fixed(body.into_bytes())
 }
 
-fn html(status: u16, body: String, cookies: &[String]) -> Response {
+/// The CSRF value of this browser's forms (one per browser, so two open pages do not invalidate
+/// each other) and the double-submit cookie that carries it.
+pub(crate) fn csrf_for(app: &App, req: &Request) -> (String, String) {
+    let csrf = cookie_value(req, &cookie_name(app, CSRF_COOKIE))
+        .filter(|v| is_random_token(v))
+        .unwrap_or_else(|| b64url(&random_bytes::<32>()));
+    let cookie = set_cookie(app, CSRF_COOKIE, &csrf, "Strict", 3600);
+    (csrf, cookie)
+}
+
+/// A submitted form's CSRF value, when it matches the cookie (double submit).
+pub(crate) fn csrf_checked<'a>(app: &App, req: &Request, form: &'a [(String, String)]) -> Option<&'a str> {
+    let submitted = form.iter().find(|(k, _)| k == "csrf").map(|(_, v)| v.as_str()).unwrap_or("");
+    let cookie = cookie_value(req, &cookie_name(app, CSRF_COOKIE)).unwrap_or_default();
+    (!submitted.is_empty() && ct_eq(submitted.as_bytes(), cookie.as_bytes())).then_some(submitted)
+}
+
+/// A submitted page form (`application/x-www-form-urlencoded`, at most `MAX_FORM_BYTES`).
+pub(crate) async fn read_form(req: &mut Request) -> Result<Vec<(String, String)>, Error> {
+    let body = http::read_body(req, MAX_FORM_BYTES).await?;
+    Ok(url::form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+}
+
+pub(crate) fn html(status: u16, body: String, cookies: &[String]) -> Response {
     page_response(status, body, &page_csp(false, false), cookies)
 }
 
-fn message(status: u16, title: &str, text: &str) -> Response {
+pub(crate) fn message(status: u16, title: &str, text: &str) -> Response {
     html(status, message_page(title, text), &[])
 }
 
@@ -219,14 +242,8 @@ pub async fn page(app: &App, req: &Request, token: &str) -> Result<Response, Err
     if let Some(resp) = nothing_to_connect(&open.upstream) {
         return Ok(resp);
     }
-    // One CSRF value per browser, so two open links (or tabs) do not invalidate each other.
-    let csrf = cookie_value(req, &cookie_name(app, CSRF_COOKIE))
-        .filter(|v| is_random_token(v))
-        .unwrap_or_else(|| b64url(&random_bytes::<32>()));
-    let cookies = [
-        set_cookie(app, CSRF_COOKIE, &csrf, "Strict", 3600),
-        set_cookie(app, BROWSER_COOKIE, &browser, "Lax", MAX_LINK_SECONDS),
-    ];
+    let (csrf, csrf_cookie) = csrf_for(app, req);
+    let cookies = [csrf_cookie, set_cookie(app, BROWSER_COOKIE, &browser, "Lax", MAX_LINK_SECONDS)];
     let (subject, id, expires_at) =
         (open.link.subject.as_str(), open.upstream.id.as_str(), open.link.expires_at);
     Ok(if open.upstream.oauth.is_some() {
@@ -248,14 +265,10 @@ pub async fn submit(app: &App, mut req: Request, token: &str) -> Result<Response
     if let Some(resp) = nothing_to_connect(&open.upstream) {
         return Ok(resp);
     }
-    let body = http::read_body(&mut req, MAX_FORM_BYTES).await?;
-    let form: Vec<(String, String)> =
-        url::form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
-    let submitted_csrf = form.iter().find(|(k, _)| k == "csrf").map(|(_, v)| v.as_str()).unwrap_or("");
-    let cookie = cookie_value(&req, &cookie_name(app, CSRF_COOKIE)).unwrap_or_default();
-    if submitted_csrf.is_empty() || !ct_eq(submitted_csrf.as_bytes(), cookie.as_bytes()) {
+    let form = read_form(&mut req).await?;
+    let Some(submitted_csrf) = csrf_checked(app, &req, &form) else {
         return Ok(refusal(Refusal::FormNotVerified));
-    }
+    };
     if open.upstream.oauth.is_some() {
         let browser = b64url(&random_bytes::<32>());
         let browser_hash = KeyHash::of(&browser);

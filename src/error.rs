@@ -22,6 +22,13 @@ pub enum Error {
         error: &'static str,
         description: String,
     },
+    /// The token endpoint refuses (RFC 6749 §5.2: `invalid_request`, `invalid_client`,
+    /// `invalid_grant`, `unsupported_grant_type`).
+    TokenRefused {
+        status: u16,
+        error: &'static str,
+        description: String,
+    },
     /// Too many registrations from this client: try again later.
     TooManyRegistrations {
         retry_after: u64,
@@ -124,6 +131,7 @@ impl Error {
                 (401, "invalid_key", "missing, unknown, expired or revoked gateway key".into())
             }
             Error::RegistrationRefused { error, description } => (400, error, description.clone()),
+            Error::TokenRefused { status, error, description } => (*status, error, description.clone()),
             Error::TooManyRegistrations { retry_after } => (
                 429,
                 "too_many_registrations",
@@ -264,7 +272,8 @@ impl Error {
         let data = self.data(code);
         let body = match (self, request) {
             // OAuth endpoints answer in their RFCs' shape (RFC 7591 §3.2.2, RFC 6749 §5.2).
-            (Error::RegistrationRefused { error, description }, _) => {
+            (Error::RegistrationRefused { error, description }, _)
+            | (Error::TokenRefused { error, description, .. }, _) => {
                 json!({ "error": error, "error_description": description })
             }
             (_, Some(p)) if p.jsonrpc => {

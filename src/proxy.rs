@@ -93,14 +93,16 @@ async fn prepare(app: &App, req: &Request, upstream_id: &str, route: Route) -> R
         }
     }
     let presented = http::header(req, "authorization");
-    let key = presented.as_deref().and_then(keys::from_authorization);
+    let credential = presented.as_deref().and_then(keys::credential_from_authorization);
     let upstream = match UpstreamId::parse(upstream_id) {
         Ok(id) => app.config_store()?.upstream(id.as_str()).await?,
         Err(_) => None,
     };
     let route_name = if route == Route::Mcp { "mcp" } else { "sse" };
     let refused = |presented: bool| authorize::unauthenticated(app, route_name, upstream.as_ref(), presented);
-    let Some(key) = key else { return Err(refused(presented.is_some())) };
+    let Some(credential) = credential else { return Err(refused(presented.is_some())) };
+    let access_token = matches!(credential, keys::Credential::AccessToken(_));
+    let key = credential.presented().clone();
     let plan = match &upstream {
         Some(u) => u.header_plan().map_err(|e| Error::internal(format!("upstream '{upstream_id}': {e}")))?,
         None => HeaderPlan { templates: Vec::new(), sources: Vec::new() },
@@ -109,6 +111,7 @@ async fn prepare(app: &App, req: &Request, upstream_id: &str, route: Route) -> R
     let Some(store) = app.store_at(&key.routing)? else { return Err(refused(true)) };
     let op = Resolve {
         key_hash: key.hash,
+        access_token,
         upstream: upstream_id.into(),
         place: upstream.as_ref().map(Upstream::place),
         user: plan.user_names(),

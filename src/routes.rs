@@ -57,6 +57,11 @@ pub async fn handle(app: &App, req: Request) -> Response {
             Ok(authorize::authorization_server(app))
         }
         (Method::Post, ["oauth", "register"]) => cold(authorize::register(app, req)).await,
+        (Method::Get, ["oauth", "authorize"]) => cold(authorize::authorize_page(app, &req)).await,
+        (Method::Post, ["oauth", "authorize"]) => cold(authorize::authorize_submit(app, req)).await,
+        (_, ["oauth", "authorize"]) => Err(Error::MethodNotAllowed { allow: "GET, POST" }),
+        (Method::Post, ["oauth", "token"]) => cold(authorize::token(app, req)).await,
+        (_, ["oauth", "token"]) => Err(Error::MethodNotAllowed { allow: "POST" }),
         (_, ["oauth", "register"]) => Err(Error::MethodNotAllowed { allow: "POST" }),
 
         // Admin API (API.md §4)

@@ -348,7 +348,7 @@ const STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;max-width:34rem;mar
 label{display:block;margin-top:1rem;font-weight:600}input{display:block;width:100%;padding:.5rem;font:inherit;box-sizing:border-box}\
 .error{color:#a40000}button{margin-top:1.5rem;padding:.6rem 1.2rem;font:inherit}";
 
-fn page(title: &str, body: &str) -> String {
+pub(crate) fn page(title: &str, body: &str) -> String {
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -382,6 +382,19 @@ pub fn form_page(
         rfc3339(expires_at),
         escape_html(csrf)
     );
+    body.push_str(&fields_html(fields, errors, previous));
+    body.push_str("<button type=\"submit\">Connect</button></form>");
+    page(&format!("Connect {upstream}"), &body)
+}
+
+/// The inputs of a form for `fields`, with the errors of a previous submit next to them. Values
+/// typed into secret fields are never put back into the page.
+pub(crate) fn fields_html(
+    fields: &[UserField],
+    errors: &FormErrors,
+    previous: &[(String, String)],
+) -> String {
+    let mut out = String::new();
     for field in fields {
         let id = escape_html(&field.name);
         let kind = if field.secret { "password" } else { "text" };
@@ -391,18 +404,17 @@ pub fn form_page(
             previous.iter().find(|(k, _)| *k == field.name).map(|(_, v)| escape_html(v)).unwrap_or_default()
         };
         let error = errors.get(&field.name);
-        body.push_str(&format!(
+        out.push_str(&format!(
             "<label for=\"{id}\">{}</label><input id=\"{id}\" name=\"{id}\" type=\"{kind}\" value=\"{value}\" \
              required autocomplete=\"off\"{}>",
             escape_html(&field.label),
             if error.is_some() { format!(" aria-describedby=\"{id}-error\" aria-invalid=\"true\"") } else { String::new() }
         ));
         if let Some(e) = error {
-            body.push_str(&format!("<p class=\"error\" id=\"{id}-error\">{}</p>", escape_html(e)));
+            out.push_str(&format!("<p class=\"error\" id=\"{id}-error\">{}</p>", escape_html(e)));
         }
     }
-    body.push_str("<button type=\"submit\">Connect</button></form>");
-    page(&format!("Connect {upstream}"), &body)
+    out
 }
 
 /// The confirm step for an OAuth upstream: one button, then the redirect to its sign-in page.

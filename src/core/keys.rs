@@ -15,6 +15,11 @@ use sha2::{Digest, Sha256};
 pub const PREFIX: &str = "mab_";
 pub const LINK_PREFIX: &str = "mabl_";
 pub const STATE_PREFIX: &str = "mabs_";
+/// What the gateway's authorization server issues (codes, refresh and access tokens), built like
+/// keys so each finds its subject's store by itself.
+pub const CODE_PREFIX: &str = "mabx_";
+pub const REFRESH_PREFIX: &str = "mabr_";
+pub const ACCESS_PREFIX: &str = "maba_";
 const ROUTING_LEN: usize = 64;
 pub const SECRET_BYTES: usize = 32;
 const SECRET_B64_LEN: usize = 43; // 32 bytes, base64url without padding
@@ -64,6 +69,45 @@ pub fn generate_link(routing: &str, random: &[u8; SECRET_BYTES]) -> String {
 /// Builds a new OAuth `state` for the store `routing` from 32 random bytes.
 pub fn generate_state(routing: &str, random: &[u8; SECRET_BYTES]) -> String {
     format!("{STATE_PREFIX}{routing}_{}", b64url(random))
+}
+
+/// Builds a routed token with `prefix` (`CODE_PREFIX`, `REFRESH_PREFIX`, `ACCESS_PREFIX`).
+pub fn generate_routed(prefix: &str, routing: &str, random: &[u8; SECRET_BYTES]) -> String {
+    format!("{prefix}{routing}_{}", b64url(random))
+}
+
+/// A routed token with `prefix`, checked for shape.
+pub fn parse_routed(prefix: &str, token: &str) -> Option<PresentedKey> {
+    parse_with(prefix, token)
+}
+
+/// What a client presented on an MCP URL: a gateway key, or an access token the gateway issued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    Key(PresentedKey),
+    AccessToken(PresentedKey),
+}
+
+impl Credential {
+    pub fn presented(&self) -> &PresentedKey {
+        match self {
+            Credential::Key(k) | Credential::AccessToken(k) => k,
+        }
+    }
+}
+
+/// Reads the client credential from an `Authorization` value: a key (`Bearer mab_…` or bare) or
+/// an access token (`Bearer maba_…`).
+pub fn credential_from_authorization(value: &str) -> Option<Credential> {
+    let value = value.trim();
+    let token = match value.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        Some(_) => return None,
+        None => value,
+    };
+    parse(token)
+        .map(Credential::Key)
+        .or_else(|| parse_with(ACCESS_PREFIX, token).map(Credential::AccessToken))
 }
 
 /// Builds a key id for the store `routing` from 8 random bytes.

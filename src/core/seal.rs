@@ -37,6 +37,8 @@ pub enum Context<'a> {
     SseSession { upstream: &'a str },
     /// A client's registration at the gateway's own authorization server, inside its client id.
     GatewayClient,
+    /// An authorization request in progress, carried by its consent page's form.
+    AuthorizeSession,
     /// The token of a connect link minted for a `connection_required` answer, kept with the link
     /// so the next such answer hands out the same link (`core::connect::reusable_link`).
     LinkToken { subject: &'a str, upstream: &'a str },
@@ -78,6 +80,7 @@ impl fmt::Display for Context<'_> {
             Context::PendingVerifier { subject, upstream } => write!(f, "pending:{subject}:{upstream}"),
             Context::SseSession { upstream } => write!(f, "sse-session:{upstream}"),
             Context::GatewayClient => f.write_str("gateway-client"),
+            Context::AuthorizeSession => f.write_str("authorize-session"),
             Context::LinkToken { subject, upstream } => write!(f, "link:{subject}:{upstream}"),
         }
     }
@@ -319,6 +322,7 @@ mod tests {
             (Context::PendingVerifier { subject: "a", upstream: "gh" }, "pending:a:gh"),
             (Context::SseSession { upstream: "gh" }, "sse-session:gh"),
             (Context::GatewayClient, "gateway-client"),
+            (Context::AuthorizeSession, "authorize-session"),
             (Context::LinkToken { subject: "a", upstream: "gh" }, "link:a:gh"),
         ];
         for (context, text) in cases {

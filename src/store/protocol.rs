@@ -3,6 +3,7 @@
 //! object agree on both by construction. One JSON message per call; a proxied request that
 //! succeeds makes one such call (`Resolve`).
 
+use crate::core::authorize::grant::CodeRecord;
 use crate::core::connect::{Claim, LinkRecord};
 use crate::core::connections::ConnectionSummary;
 use crate::core::ids::{SecretName, SubjectId, UpstreamId};
@@ -52,9 +53,17 @@ macro_rules! operations {
 
 operations! {
     /// Authenticate a key for an upstream and fetch the sealed per-user values it needs; with
-    /// `oauth`, the access token too, refreshed first if due. `upstream` is the name in the URL,
+    /// `oauth`, the access token too, refreshed first if due. `access_token`: `key_hash` is the
+    /// hash of an access token the gateway issued, not of a key. `upstream` is the name in the URL,
     /// checked or not: an unknown one must still be told apart from a bad key (401 before 404).
-    Resolve { key_hash: KeyHash, upstream: String, place: Option<Place>, user: Vec<String>, oauth: bool } -> Resolved;
+    Resolve {
+        key_hash: KeyHash,
+        access_token: bool,
+        upstream: String,
+        place: Option<Place>,
+        user: Vec<String>,
+        oauth: bool,
+    } -> Resolved;
     /// The upstream answered 401 to `rejected` (the sealed access token sent): refresh, unless
     /// another request already did.
     RefreshAfterRejection { upstream: UpstreamId, rejected: Sealed } -> Refreshed;
@@ -99,6 +108,30 @@ operations! {
     AdminAttempt { ok: bool } -> Verdict;
     /// To a registration guard (`schema::registration_guard_name`): one client registration.
     RegistrationAttempt {} -> Verdict;
+    /// The gateway's authorization server, sign-in `self`: stores what the person typed as the
+    /// (new) subject's connection, and the code that will redeem it.
+    AuthorizeSelf {
+        subject: SubjectId,
+        upstream: UpstreamId,
+        origin: String,
+        values: BTreeMap<String, Sealed>,
+        code_hash: KeyHash,
+        code: CodeRecord,
+    } -> ();
+    /// Redeems a code (`core::authorize::grant::redeem`) for `grant`, whose tokens the Worker
+    /// made; a replayed code revokes what it issued.
+    RedeemCode {
+        code_hash: KeyHash,
+        client_id: String,
+        client_name: String,
+        redirect_uri: String,
+        code_verifier: String,
+        grant_id: String,
+        refresh: KeyHash,
+        access: KeyHash,
+    } -> Redeemed;
+    /// Rotates a grant's refresh token to `refresh`/`access` (`core::authorize::grant::present_refresh`).
+    RotateRefresh { presented: KeyHash, client_id: String, refresh: KeyHash, access: KeyHash } -> Rotated;
 }
 
 /// What `Resolve` found.
@@ -118,6 +151,27 @@ pub enum Resolved {
         /// say when to try again (seconds).
         oauth_unavailable: Option<u64>,
     },
+}
+
+/// What `RedeemCode` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Redeemed {
+    Issued,
+    /// `invalid_grant`, with why (for the log; the client gets the RFC 6749 code only).
+    Refused(String),
+}
+
+/// What `RotateRefresh` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rotated {
+    /// New tokens for the grant's upstream.
+    Issued { upstream: UpstreamId },
+    /// Not a refresh token of this client here (`invalid_grant`).
+    Refused,
+    /// A replaced refresh token presented again: the grant is revoked (`invalid_grant`).
+    Revoked,
 }
 
 /// What `DeleteConnection` did.

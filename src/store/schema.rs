@@ -81,6 +81,12 @@ pub const CONNECTIONS: Family = Family("conn:");
 pub const LINKS: Family = Family("link:");
 /// `pending:{sha256 hex of state}` → `PendingAuthorization`.
 pub const PENDING: Family = Family("pending:");
+/// `code:{sha256 hex}` → `CodeRecord`: a code the gateway's authorization server issued.
+pub const CODES: Family = Family("code:");
+/// `grant:{id}` → `IssuedGrant`: what the gateway issued to an MCP client.
+pub const GRANTS: Family = Family("grant:");
+/// `tok:{sha256 hex}` → the id of the grant a refresh or access token belongs to.
+pub const GRANT_TOKENS: Family = Family("tok:");
 
 // --- the admin guard's Durable Object ---
 

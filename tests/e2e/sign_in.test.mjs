@@ -5,15 +5,90 @@
 // registration functions are the client: they validate what the gateway publishes.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   discoverOAuthProtectedResourceMetadata, discoverAuthorizationServerMetadata, registerClient, extractResourceMetadataUrl,
+  UnauthorizedError,
 } from '@modelcontextprotocol/sdk/client/auth.js';
-import { startGateway, rawMcp, initialize, putUpstream } from './harness.mjs';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { startGateway, rawMcp, initialize, putUpstream, whoami, callTool } from './harness.mjs';
+import { startStreamable } from './peers/ts_servers.mjs';
 
 let gw;
+let upstream;
+const TYPED = 'person-typed-key-' + randomBytes(8).toString('hex');
+
+/** An OAuth client provider for the SDK client whose "browser" is the test: it keeps what the
+ * SDK hands it, and the authorization URL for the test to walk. */
+class TestProvider {
+  constructor(redirect) {
+    this.redirect = redirect;
+  }
+  get redirectUrl() { return this.redirect; }
+  get clientMetadata() {
+    return { redirect_uris: [this.redirect], client_name: 'e2e SDK client', token_endpoint_auth_method: 'none', grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'] };
+  }
+  clientInformation() { return this.info; }
+  saveClientInformation(info) { this.info = info; }
+  tokens() { return this.saved; }
+  saveTokens(tokens) {
+    this.saved = tokens;
+    gw.track([tokens.access_token, tokens.refresh_token]);
+  }
+  redirectToAuthorization(url) { this.authorizationUrl = url; }
+  saveCodeVerifier(v) { this.verifier = v; }
+  codeVerifier() { return this.verifier; }
+}
+
+/** Opens the consent page at `url` like a browser, answers it, and returns the redirect. */
+async function consent(url, fields, decision = 'allow') {
+  const page = await fetch(url);
+  const html = await page.text();
+  assert.equal(page.status, 200, html);
+  const csrf = html.match(/name="csrf" value="([^"]+)"/)[1];
+  const session = html.match(/name="session" value="([^"]+)"/)[1];
+  const cookie = page.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
+  if (fields.api_key) gw.track(fields.api_key);
+  const answer = await fetch(gw.base + '/oauth/authorize', {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie },
+    body: new URLSearchParams({ csrf, session, decision, ...fields }).toString(),
+    redirect: 'manual',
+  });
+  await answer.text();
+  return { html, status: answer.status, location: answer.headers.get('location') && new URL(answer.headers.get('location')) };
+}
+
+const b64url = (buf) => buf.toString('base64url');
+
+/** A code for `clientId` by hand: PKCE pair, authorization URL, consent. */
+async function codeFor(clientId, redirect, upstreamPath = '/mcp/tickets-self') {
+  const verifier = b64url(randomBytes(32));
+  const challenge = b64url(createHash('sha256').update(verifier).digest());
+  const url = new URL(gw.base + '/oauth/authorize');
+  for (const [k, v] of Object.entries({ response_type: 'code', client_id: clientId, redirect_uri: redirect, state: 'st-1', code_challenge: challenge, code_challenge_method: 'S256', resource: gw.base + upstreamPath })) url.searchParams.set(k, v);
+  const { location } = await consent(url, { api_key: TYPED });
+  gw.track(location.searchParams.get('code'));
+  return { code: location.searchParams.get('code'), verifier };
+}
+
+const tokenCall = async (params) => {
+  const r = await fetch(gw.base + '/oauth/token', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(params).toString() });
+  const json = await r.json();
+  if (json.access_token) gw.track([json.access_token, json.refresh_token]);
+  return { status: r.status, json, headers: r.headers };
+};
 
 before(async () => {
   gw = await startGateway();
+  upstream = await startStreamable({ check: (h) => h['x-api-key'] === TYPED, stateless: true, json: true, name: 'self-upstream' });
+  await putUpstream(gw, 'tickets-self', {
+    url: upstream.url,
+    headers: { 'X-API-KEY': '{{user.api_key}}' },
+    user_fields: [{ name: 'api_key', label: 'Your API key' }],
+    sign_in: 'self',
+  });
   await putUpstream(gw, 'selfy', {
     url: 'http://127.0.0.1:9/mcp',
     headers: { 'X-API-KEY': '{{user.api_key}}' },
@@ -24,6 +99,7 @@ before(async () => {
 });
 
 after(async () => {
+  upstream?.close();
   await gw?.stop();
 });
 
@@ -46,7 +122,8 @@ test('metadata: the SDK client discovers the resource and the gateway as its aut
   assert.deepEqual(asm.code_challenge_methods_supported, ['S256']);
   assert.equal(asm.registration_endpoint, gw.base + '/oauth/register');
   assert.ok(asm.token_endpoint_auth_methods_supported.includes('none'));
-  assert.equal(asm.client_id_metadata_document_supported, true);
+  assert.equal(asm.client_id_metadata_document_supported, false, 'not built yet: clients register');
+  assert.equal(asm.revocation_endpoint, undefined, 'not built yet');
   assert.equal(asm.authorization_response_iss_parameter_supported, true);
   assert.equal((await fetch(gw.base + '/.well-known/oauth-protected-resource/mcp/keys-only')).status, 404, 'no sign-in, no metadata');
   assert.equal((await fetch(gw.base + '/.well-known/oauth-protected-resource/mcp/nope')).status, 404);
@@ -108,4 +185,98 @@ test('registration is limited per client address: 30 in five minutes, then 429 w
   const other = await post('203.0.113.8');
   assert.equal(other.status, 201, 'another client is not affected');
   await other.text();
+});
+
+test('the official SDK client signs in with its OAuth provider: discovery, registration, consent with the person\'s own key, code, tokens; then tools/call reaches the upstream with that key', async () => {
+  const provider = new TestProvider('http://127.0.0.1:33419/callback');
+  const url = new URL(gw.base + '/mcp/tickets-self');
+  const first = new Client({ name: 'e2e-oauth', version: '1.0.0' });
+  await assert.rejects(first.connect(new StreamableHTTPClientTransport(url, { authProvider: provider })), UnauthorizedError);
+  assert.ok(provider.info.client_id.startsWith('mabc_'), 'registered by DCR');
+  const authorize = provider.authorizationUrl;
+  assert.equal(authorize.searchParams.get('resource'), url.href);
+  const { html, status, location } = await consent(authorize, { api_key: TYPED });
+  assert.match(html, /e2e SDK client/);
+  assert.match(html, /127\.0\.0\.1/);
+  assert.equal(status, 302);
+  assert.equal(location.origin + location.pathname, 'http://127.0.0.1:33419/callback');
+  assert.equal(location.searchParams.get('iss'), gw.base);
+  assert.equal(location.searchParams.get('state'), authorize.searchParams.get('state'));
+  const code = location.searchParams.get('code');
+  gw.track(code);
+  const transport = new StreamableHTTPClientTransport(url, { authProvider: provider });
+  await transport.finishAuth(code);
+  assert.match(provider.saved.access_token, /^maba_/);
+  const client = new Client({ name: 'e2e-oauth', version: '1.0.0' });
+  await client.connect(transport);
+  const seen = await whoami(client);
+  assert.equal(seen['x-api-key'], TYPED, 'the person\'s own key at the upstream');
+  assert.equal(seen.authorization, undefined, 'the client\'s token never goes upstream');
+  await client.close();
+});
+
+test('token endpoint rules: a reused code revokes its grant, wrong verifier or redirect URI refused, refresh rotation with one retry, reuse revokes, a token for A refused on B', async () => {
+  const reg = await (await fetch(gw.base + '/oauth/register', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ redirect_uris: ['https://claude.ai/api/mcp/auth_callback'], client_name: 'Claude' }) })).json();
+  const redirect = 'https://claude.ai/api/mcp/auth_callback';
+  // Wrong verifier, then wrong redirect URI: refused (and each code is spent? no: refused codes stay unredeemed).
+  const a = await codeFor(reg.client_id, redirect);
+  const wrongVerifier = await tokenCall({ grant_type: 'authorization_code', code: a.code, client_id: reg.client_id, redirect_uri: redirect, code_verifier: b64url(randomBytes(32)) });
+  assert.equal(wrongVerifier.status, 400);
+  assert.equal(wrongVerifier.json.error, 'invalid_grant');
+  const wrongRedirect = await tokenCall({ grant_type: 'authorization_code', code: a.code, client_id: reg.client_id, redirect_uri: redirect + '/x', code_verifier: a.verifier });
+  assert.equal(wrongRedirect.json.error, 'invalid_grant');
+  const issued = await tokenCall({ grant_type: 'authorization_code', code: a.code, client_id: reg.client_id, redirect_uri: redirect, code_verifier: a.verifier });
+  assert.equal(issued.status, 200, JSON.stringify(issued.json));
+  assert.equal(issued.json.token_type, 'Bearer');
+  assert.equal(issued.json.expires_in, 3600);
+  assert.match(issued.headers.get('cache-control'), /no-store/);
+  const call = (token, path = '/mcp/tickets-self') => rawMcp(gw, path, token, callTool(1, 'whoami'));
+  assert.equal((await call(issued.json.access_token)).status, 200);
+  assert.equal((await call(issued.json.access_token, '/mcp/selfy')).status, 401, 'a token for A is refused on B');
+  // The code again: refused, and what it issued is revoked.
+  const replay = await tokenCall({ grant_type: 'authorization_code', code: a.code, client_id: reg.client_id, redirect_uri: redirect, code_verifier: a.verifier });
+  assert.equal(replay.json.error, 'invalid_grant');
+  const revoked = await call(issued.json.access_token);
+  assert.equal(revoked.status, 401);
+  assert.match(revoked.headers.get('www-authenticate'), /error="invalid_token"/);
+
+  // Refresh: rotation, one retry of the previous token, then any reuse revokes the grant.
+  const b = await codeFor(reg.client_id, redirect);
+  const t1 = (await tokenCall({ grant_type: 'authorization_code', code: b.code, client_id: reg.client_id, redirect_uri: redirect, code_verifier: b.verifier })).json;
+  const t2 = await tokenCall({ grant_type: 'refresh_token', refresh_token: t1.refresh_token, client_id: reg.client_id });
+  assert.equal(t2.status, 200);
+  assert.notEqual(t2.json.refresh_token, t1.refresh_token);
+  assert.equal((await call(t1.access_token)).status, 401, 'the replaced access token is dead');
+  assert.equal((await call(t2.json.access_token)).status, 200);
+  const retry = await tokenCall({ grant_type: 'refresh_token', refresh_token: t1.refresh_token, client_id: reg.client_id });
+  assert.equal(retry.status, 200, 'the previous token works once more (a client that lost the answer)');
+  const reuse = await tokenCall({ grant_type: 'refresh_token', refresh_token: t1.refresh_token, client_id: reg.client_id });
+  assert.equal(reuse.json.error, 'invalid_grant');
+  assert.equal((await call(retry.json.access_token)).status, 401, 'a reuse revokes the grant');
+  const other = await tokenCall({ grant_type: 'refresh_token', refresh_token: retry.json.refresh_token, client_id: reg.client_id });
+  assert.equal(other.json.error, 'invalid_grant');
+  // An unknown client, or another client's code.
+  assert.equal((await tokenCall({ grant_type: 'refresh_token', refresh_token: t1.refresh_token, client_id: 'nobody' })).status, 401);
+});
+
+test('consent: denial goes back with access_denied; a hostile client name is shown escaped; a request for an upstream without sign-in goes back with invalid_target', async () => {
+  const reg = await (await fetch(gw.base + '/oauth/register', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ redirect_uris: ['http://127.0.0.1:4000/cb'], client_name: '<img src=x onerror=alert(1)>' }) })).json();
+  const url = new URL(gw.base + '/oauth/authorize');
+  const params = { response_type: 'code', client_id: reg.client_id, redirect_uri: 'http://127.0.0.1:4111/cb', state: 's2', code_challenge: b64url(createHash('sha256').update('v'.repeat(43)).digest()), code_challenge_method: 'S256', resource: gw.base + '/mcp/tickets-self' };
+  for (const [k, v] of Object.entries(params)) url.searchParams.set(k, v);
+  const denied = await consent(url, {}, 'deny');
+  assert.ok(!denied.html.includes('<img src=x'), 'escaped');
+  assert.match(denied.html, /&lt;img src=x onerror=alert\(1\)&gt;/);
+  assert.equal(denied.status, 302);
+  assert.equal(denied.location.searchParams.get('error'), 'access_denied');
+  assert.equal(denied.location.searchParams.get('state'), 's2');
+  url.searchParams.set('resource', gw.base + '/mcp/keys-only');
+  const off = await fetch(url, { redirect: 'manual' });
+  assert.equal(off.status, 302);
+  assert.equal(new URL(off.headers.get('location')).searchParams.get('error'), 'invalid_target');
+  url.searchParams.set('redirect_uri', 'https://evil.example/cb');
+  const evil = await fetch(url, { redirect: 'manual' });
+  assert.equal(evil.status, 400, 'an unregistered redirect URI gets a page, never a redirect');
+  assert.equal(evil.headers.get('location'), null);
+  await evil.text();
 });

@@ -22,20 +22,21 @@ pub fn protected_resource(public_origin: &str, resource_path: &str) -> Value {
     })
 }
 
-/// RFC 8414 metadata: the issuer is the gateway's origin.
+/// RFC 8414 metadata: the issuer is the gateway's origin. It advertises only what is built:
+/// no revocation endpoint and no Client ID Metadata Documents yet (docs/API.md §7), so clients
+/// register (RFC 7591) instead.
 pub fn authorization_server(public_origin: &str) -> Value {
     json!({
         "issuer": public_origin,
         "authorization_endpoint": format!("{public_origin}/oauth/authorize"),
         "token_endpoint": format!("{public_origin}/oauth/token"),
         "registration_endpoint": format!("{public_origin}/oauth/register"),
-        "revocation_endpoint": format!("{public_origin}/oauth/revoke"),
         "response_types_supported": ["code"],
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": ["none", "client_secret_post", "client_secret_basic"],
         "scopes_supported": [SCOPE],
-        "client_id_metadata_document_supported": true,
+        "client_id_metadata_document_supported": false,
         "authorization_response_iss_parameter_supported": true,
     })
 }

@@ -6,6 +6,7 @@
 //! them are not built yet; see docs/API.md "Planned, not built yet".
 
 pub mod client;
+pub mod consent;
 pub mod grant;
 pub mod metadata;
 pub mod request;

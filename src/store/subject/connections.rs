@@ -46,18 +46,28 @@ impl SubjectStore {
         names.extend(op.user.iter().map(|n| SUBJECT_SECRETS.key(n)));
         let found = self.storage().get_multiple(names).await?;
         let take = |name: &str| Some(found.get(&name.into())).filter(|v| !v.is_undefined());
-        let Some(record) = take(&key_name) else {
-            return Ok(Resolved::InvalidKey);
+        let subject = if op.access_token {
+            // An access token the gateway issued: valid only for the one upstream of its grant,
+            // and this store's subject is the grant's.
+            if !self.access_token_allows(&op.key_hash, upstream).await? {
+                return Ok(Resolved::InvalidKey);
+            }
+            let Some(subject) = self.subject().await? else { return Ok(Resolved::InvalidKey) };
+            subject
+        } else {
+            let Some(record) = take(&key_name) else {
+                return Ok(Resolved::InvalidKey);
+            };
+            let record: KeyRecord = serde_wasm_bindgen::from_value(record)?;
+            // Found by the SHA-256 of the whole key: no byte of the key itself is ever compared,
+            // so the lookup's timing says nothing about it.
+            match record.access(upstream, now_ms()) {
+                Access::Expired => return Ok(Resolved::InvalidKey),
+                Access::NotAllowed => return Ok(Resolved::NotAllowed),
+                Access::Allowed => {}
+            }
+            record.subject
         };
-        let record: KeyRecord = serde_wasm_bindgen::from_value(record)?;
-        // Found by the SHA-256 of the whole key: no byte of the key itself is ever compared, so
-        // the lookup's timing says nothing about it.
-        match record.access(upstream, now_ms()) {
-            Access::Expired => return Ok(Resolved::InvalidKey),
-            Access::NotAllowed => return Ok(Resolved::NotAllowed),
-            Access::Allowed => {}
-        }
-        let subject = record.subject;
         let mut conn: Option<Connection> =
             take(&conn_name).map(serde_wasm_bindgen::from_value).transpose()?;
         if let (Some(c), Some(place)) = (conn.as_mut(), &op.place) {

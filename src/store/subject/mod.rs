@@ -9,6 +9,7 @@
 //! guard, which uses the same class under another name, is `store::guard`.
 
 mod connections;
+mod grants;
 mod keys;
 mod links;
 mod refresh;
@@ -112,6 +113,9 @@ impl SubjectStore {
             Op::AdminAttempt(o) => {
                 answer::<p::AdminAttempt>(super::guard::attempt(&self.storage(), o.ok).await?)
             }
+            Op::AuthorizeSelf(o) => answer::<p::AuthorizeSelf>(self.authorize_self(o).await?),
+            Op::RedeemCode(o) => answer::<p::RedeemCode>(self.redeem_code(o).await?),
+            Op::RotateRefresh(o) => answer::<p::RotateRefresh>(self.rotate_refresh(o).await?),
             Op::RegistrationAttempt(_) => {
                 answer::<p::RegistrationAttempt>(super::guard::registration(&self.storage()).await?)
             }

@@ -99,15 +99,20 @@ impl Credential {
 /// Reads the client credential from an `Authorization` value: a key (`Bearer mab_…` or bare) or
 /// an access token (`Bearer maba_…`).
 pub fn credential_from_authorization(value: &str) -> Option<Credential> {
-    let value = value.trim();
-    let token = match value.split_once(' ') {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
-        Some(_) => return None,
-        None => value,
-    };
+    let token = bearer(value)?;
     parse(token)
         .map(Credential::Key)
         .or_else(|| parse_with(ACCESS_PREFIX, token).map(Credential::AccessToken))
+}
+
+/// The credential in an `Authorization` value: after `Bearer`, or the whole value.
+fn bearer(value: &str) -> Option<&str> {
+    let value = value.trim();
+    match value.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => Some(rest.trim()),
+        Some(_) => None,
+        None => Some(value),
+    }
 }
 
 /// Builds a key id for the store `routing` from 8 random bytes.
@@ -128,13 +133,7 @@ pub fn hash(key: &str) -> KeyHash {
 
 /// Reads the client credential from an `Authorization` value: `Bearer <key>` or a bare key.
 pub fn from_authorization(value: &str) -> Option<PresentedKey> {
-    let value = value.trim();
-    let key = match value.split_once(' ') {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
-        Some(_) => return None,
-        None => value,
-    };
-    parse(key)
+    parse(bearer(value)?)
 }
 
 pub fn parse(key: &str) -> Option<PresentedKey> {

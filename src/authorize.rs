@@ -5,7 +5,7 @@
 //! (docs/API.md §5a; the rest is "Planned, not built yet").
 
 use crate::app::App;
-use crate::connect::{csrf_checked, csrf_for, html, message, read_form};
+use crate::connect::{csrf_checked, csrf_for, message, page_response, read_form};
 use crate::core::authorize::client::{
     classify_client_id, register as check_registration, ClientId, Registration, CLIENT_ID_PREFIX,
     MAX_REGISTRATION_BYTES,
@@ -14,7 +14,7 @@ use crate::core::authorize::consent::{consent_page, Session};
 use crate::core::authorize::grant::{CodeRecord, ACCESS_TOKEN_S, CODE_MS};
 use crate::core::authorize::metadata;
 use crate::core::authorize::request::{back_to_client, check, client_of, Refused};
-use crate::core::connect::{validate_form, FormErrors};
+use crate::core::connect::{page_csp_redirecting_to, validate_form, FormErrors};
 use crate::core::encoding::{b64_decode, b64url, hex};
 use crate::core::ids::{SubjectId, UpstreamId};
 use crate::core::keys::{self, KeyHash, ACCESS_PREFIX, CODE_PREFIX, REFRESH_PREFIX};
@@ -179,7 +179,10 @@ fn consent(
     let sealed = app.seal(&Context::AuthorizeSession, &text)?;
     let (csrf, cookie) = csrf_for(app, req);
     let body = consent_page(session, &upstream.user_fields, sealed.as_str(), &csrf, errors, previous);
-    Ok(html(status, body, &[cookie]))
+    // Browsers apply `form-action` to the redirect that answers the form: allow the client's
+    // origin, and only it.
+    let csp = page_csp_redirecting_to(&session.redirect_origin());
+    Ok(page_response(status, body, &csp, &[cookie]))
 }
 
 /// `POST /oauth/authorize`: the person's answer. Allowed: what they typed becomes the connection

@@ -85,7 +85,7 @@ pub async fn mint_link(
     }
 }
 
-fn page_response(status: u16, body: String, csp: &str, cookies: &[String]) -> Response {
+pub(crate) fn page_response(status: u16, body: String, csp: &str, cookies: &[String]) -> Response {
     let headers = Headers::new();
     for (name, value) in PAGE_HEADERS {
         let _ = headers.set(name, value);

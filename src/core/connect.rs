@@ -331,6 +331,16 @@ pub fn page_csp(form_redirects: bool, allow_http: bool) -> String {
         (true, false) => "'self' https:",
         (true, true) => "'self' https: http:",
     };
+    csp_with_form_targets(targets)
+}
+
+/// The CSP of a page whose form is answered by a redirect to `origin` (the gateway's consent
+/// page, answered by a redirect to the client): that one origin, and no other, as form target.
+pub fn page_csp_redirecting_to(origin: &str) -> String {
+    csp_with_form_targets(&format!("'self' {origin}"))
+}
+
+fn csp_with_form_targets(targets: &str) -> String {
     format!(
         "default-src 'none'; style-src 'unsafe-inline'; form-action {targets}; frame-ancestors 'none'; base-uri 'none'"
     )

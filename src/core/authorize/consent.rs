@@ -40,6 +40,11 @@ impl Session {
         }
     }
 
+    /// The origin the person will be sent back to (the consent page's form may redirect there).
+    pub fn redirect_origin(&self) -> String {
+        Url::parse(&self.redirect_uri).map(|u| u.origin().ascii_serialization()).unwrap_or_default()
+    }
+
     /// The host the person will be sent back to, as the page names it.
     pub fn redirect_host(&self) -> String {
         Url::parse(&self.redirect_uri).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default()
@@ -103,5 +108,6 @@ mod tests {
         assert!(html.contains("name=\"api_key\" type=\"password\""));
         assert!(html.contains("value=\"allow\"") && html.contains("value=\"deny\""));
         assert_eq!(session().redirect_host(), "127.0.0.1");
+        assert_eq!(session().redirect_origin(), "http://127.0.0.1:9");
     }
 }

@@ -14,7 +14,7 @@ use crate::core::authorize::consent::{consent_page, Session};
 use crate::core::authorize::grant::{CodeRecord, ACCESS_TOKEN_S, CODE_MS};
 use crate::core::authorize::metadata;
 use crate::core::authorize::request::{back_to_client, check, client_of, Refused};
-use crate::core::connect::{page_csp_redirecting_to, validate_form, FormErrors};
+use crate::core::connect::{form_value, page_csp_redirecting_to, validate_form, FormErrors};
 use crate::core::encoding::{b64_decode, b64url, hex};
 use crate::core::ids::{SubjectId, UpstreamId};
 use crate::core::keys::{self, KeyHash, ACCESS_PREFIX, CODE_PREFIX, REFRESH_PREFIX};
@@ -197,7 +197,7 @@ pub async fn authorize_submit(app: &App, mut req: Request) -> Result<Response, E
              Go back to the application and start connecting again.",
         ));
     }
-    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let field = |name: &str| form_value(&form, name);
     let opened = field("session").and_then(|s| {
         let bytes =
             app.keyring().ok()?.open(&Context::AuthorizeSession, &Sealed::stored(s.to_string())).ok()?;
@@ -274,7 +274,7 @@ fn token_client(
     req: &Request,
     form: &[(String, String)],
 ) -> Result<(String, Registration), Error> {
-    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let field = |name: &str| form_value(form, name).map(str::to_string);
     let basic = http::header(req, "authorization").and_then(|h| {
         let (scheme, value) = h.trim().split_once(' ')?;
         if !scheme.eq_ignore_ascii_case("basic") {
@@ -306,7 +306,7 @@ fn token_client(
 pub async fn token(app: &App, mut req: Request) -> Result<Response, Error> {
     let form = read_form(&mut req).await?;
     let (client_id, registration) = token_client(app, &req, &form)?;
-    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
+    let field = |name: &str| form_value(&form, name).unwrap_or_default().to_string();
     let invalid_grant = |why: &str| token_error(400, "invalid_grant", why);
     let (routing, store, answer) = match field("grant_type").as_str() {
         "authorization_code" => {

@@ -4,8 +4,9 @@
 
 use crate::app::App;
 use crate::core::connect::{
-    confirm_page, form_page, message_page, oauth_binding_cookie, page_csp, validate_form, Claim, FormErrors,
-    LinkRecord, LinkState, Refusal, CONNECTION_REQUIRED_LINK_SECONDS, MAX_LINK_SECONDS, PAGE_HEADERS,
+    confirm_page, form_page, form_value, message_page, oauth_binding_cookie, page_csp, validate_form, Claim,
+    FormErrors, LinkRecord, LinkState, Refusal, CONNECTION_REQUIRED_LINK_SECONDS, MAX_LINK_SECONDS,
+    PAGE_HEADERS,
 };
 use crate::core::encoding::{b64url, ct_eq};
 use crate::core::ids::{SubjectId, UpstreamId};
@@ -109,7 +110,7 @@ pub(crate) fn csrf_for(app: &App, req: &Request) -> (String, String) {
 
 /// A submitted form's CSRF value, when it matches the cookie (double submit).
 pub(crate) fn csrf_checked<'a>(app: &App, req: &Request, form: &'a [(String, String)]) -> Option<&'a str> {
-    let submitted = form.iter().find(|(k, _)| k == "csrf").map(|(_, v)| v.as_str()).unwrap_or("");
+    let submitted = form_value(form, "csrf").unwrap_or("");
     let cookie = cookie_value(req, &cookie_name(app, CSRF_COOKIE)).unwrap_or_default();
     (!submitted.is_empty() && ct_eq(submitted.as_bytes(), cookie.as_bytes())).then_some(submitted)
 }

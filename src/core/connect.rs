@@ -267,6 +267,11 @@ impl Refusal {
     }
 }
 
+/// The value of field `name` in a submitted form (its first).
+pub fn form_value<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
 /// What is wrong with a submitted form, per field (shown next to the field).
 pub type FormErrors = BTreeMap<String, &'static str>;
 
@@ -278,7 +283,7 @@ pub fn validate_form(
     let mut values = BTreeMap::new();
     let mut errors = FormErrors::new();
     for field in fields {
-        let value = submitted.iter().find(|(k, _)| *k == field.name).map(|(_, v)| v.trim()).unwrap_or("");
+        let value = form_value(submitted, &field.name).map(str::trim).unwrap_or("");
         if value.is_empty() {
             errors.insert(field.name.clone(), "Please fill this in.");
         } else if value.len() > MAX_FIELD_LEN {
@@ -411,7 +416,7 @@ pub(crate) fn fields_html(
         let value = if field.secret {
             String::new()
         } else {
-            previous.iter().find(|(k, _)| *k == field.name).map(|(_, v)| escape_html(v)).unwrap_or_default()
+            form_value(previous, &field.name).map(escape_html).unwrap_or_default()
         };
         let error = errors.get(&field.name);
         out.push_str(&format!(

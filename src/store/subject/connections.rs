@@ -3,7 +3,7 @@
 
 use super::SubjectStore;
 use crate::core::connections::ConnectionSummary;
-use crate::core::ids::UpstreamId;
+use crate::core::ids::{SubjectId, UpstreamId};
 use crate::core::keys::{Access, KeyRecord};
 use crate::core::oauth::token::refresh_due;
 use crate::core::request::{
@@ -15,7 +15,7 @@ use crate::rt::now_ms;
 use crate::store::protocol::{
     Connection, Deleted, Resolve, Resolved, SetConnectionStatus, SubjectConnections,
 };
-use crate::store::schema::{CONNECTIONS, KEYS, SUBJECT_SECRETS};
+use crate::store::schema::{CONNECTIONS, GRANT_TOKENS, KEYS, SUBJECT, SUBJECT_SECRETS};
 use std::collections::BTreeMap;
 use worker::Result;
 
@@ -39,21 +39,33 @@ fn user_values(
 impl SubjectStore {
     pub(super) async fn resolve(&self, op: Resolve) -> Result<Resolved> {
         let upstream = op.upstream.as_str();
-        // Everything a request may need, in one storage read.
-        let key_name = KEYS.key(op.key_hash.as_str());
+        // Everything a request may need, in one storage read: the key record, or for an access
+        // token its grant's id and the store's subject.
+        let key_name = match op.access_token {
+            true => GRANT_TOKENS.key(op.key_hash.as_str()),
+            false => KEYS.key(op.key_hash.as_str()),
+        };
         let conn_name = CONNECTIONS.key(upstream);
         let mut names = vec![key_name.clone(), conn_name.clone()];
+        if op.access_token {
+            names.push(SUBJECT.to_string());
+        }
         names.extend(op.user.iter().map(|n| SUBJECT_SECRETS.key(n)));
         let found = self.storage().get_multiple(names).await?;
         let take = |name: &str| Some(found.get(&name.into())).filter(|v| !v.is_undefined());
         let subject = if op.access_token {
             // An access token the gateway issued: valid only for the one upstream of its grant,
             // and this store's subject is the grant's.
-            if !self.access_token_allows(&op.key_hash, upstream).await? {
-                return Ok(Resolved::InvalidKey);
+            let grant_id = take(&key_name).and_then(|v| v.as_string());
+            let subject: Option<SubjectId> = take(SUBJECT).map(serde_wasm_bindgen::from_value).transpose()?;
+            match (grant_id, subject) {
+                (Some(id), Some(subject))
+                    if self.access_token_allows(&id, &op.key_hash, upstream).await? =>
+                {
+                    subject
+                }
+                _ => return Ok(Resolved::InvalidKey),
             }
-            let Some(subject) = self.subject().await? else { return Ok(Resolved::InvalidKey) };
-            subject
         } else {
             let Some(record) = take(&key_name) else {
                 return Ok(Resolved::InvalidKey);

@@ -97,13 +97,14 @@ impl SubjectStore {
         }
     }
 
-    /// Whether `access` is a live access token of a grant here for `upstream`.
-    pub(super) async fn access_token_allows(&self, access: &KeyHash, upstream: &str) -> Result<bool> {
-        let storage = self.storage();
-        let Some(id) = storage.get::<String>(&GRANT_TOKENS.key(access.as_str())).await? else {
-            return Ok(false);
-        };
-        let grant = storage.get::<IssuedGrant>(&GRANTS.key(&id)).await?;
+    /// Whether `access`, indexed to grant `id`, is a live access token of it for `upstream`.
+    pub(super) async fn access_token_allows(
+        &self,
+        id: &str,
+        access: &KeyHash,
+        upstream: &str,
+    ) -> Result<bool> {
+        let grant = self.storage().get::<IssuedGrant>(&GRANTS.key(id)).await?;
         Ok(grant.is_some_and(|g| access_allowed(&g, access, upstream, now_ms())))
     }
 

@@ -1,32 +1,37 @@
 //! The gateway as an authorization server for OAuth-only MCP clients (the design contract's
-//! §6), the HTTP half; the rules are `core::authorize`. Built so far: the metadata documents,
-//! the challenge on `/mcp/{upstream}`, client registration, and for sign-in `self` on header
-//! upstreams the authorization (consent with the upstream's fields) and token endpoints
-//! (docs/API.md §5a; the rest is "Planned, not built yet").
+//! §6), the HTTP half; the rules are `core::authorize`: the metadata documents, the challenge on
+//! `/mcp/{upstream}`, client registration, the authorization (sign-in `self` or `link`, the
+//! connect step by form or by the upstream's own OAuth, consent) and the token endpoint.
 
 use crate::app::App;
-use crate::connect::{csrf_checked, csrf_for, message, page_response, read_form};
+use crate::connect::{
+    csrf_checked, csrf_for, link_outcome_page, message, open_pasted_link, page_response, read_form,
+    seal_values, to_sign_in,
+};
 use crate::core::authorize::client::{
     classify_client_id, register as check_registration, ClientId, Registration, CLIENT_ID_PREFIX,
     MAX_REGISTRATION_BYTES,
 };
-use crate::core::authorize::consent::{consent_page, Session};
-use crate::core::authorize::grant::{CodeRecord, ACCESS_TOKEN_S, CODE_MS};
+use crate::core::authorize::consent::{consent_page, pasted_link, LinkRef, Session, Step, SESSION_MS};
+use crate::core::authorize::grant::ACCESS_TOKEN_S;
 use crate::core::authorize::metadata;
 use crate::core::authorize::request::{back_to_client, check, client_of, Refused};
-use crate::core::connect::{form_value, page_csp_redirecting_to, validate_form, FormErrors};
+use crate::core::connect::{
+    form_value, page_csp, page_csp_redirecting_to, validate_form, FormErrors, LinkRecord,
+};
 use crate::core::encoding::{b64_decode, b64url, hex};
 use crate::core::ids::{SubjectId, UpstreamId};
 use crate::core::keys::{self, KeyHash, ACCESS_PREFIX, CODE_PREFIX, REFRESH_PREFIX};
 use crate::core::oauth::token::AuthMethod;
-use crate::core::seal::{ConnectionValue, Context, Sealed};
+use crate::core::seal::{Context, Sealed};
 use crate::core::throttle::Verdict;
 use crate::core::upstream::{SignIn, Upstream};
 use crate::error::Error;
 use crate::http;
 use crate::rt::{now_ms, random_bytes};
 use crate::store::protocol::{
-    AuthorizeSelf, RedeemCode, Redeemed, RegistrationAttempt, RotateRefresh, Rotated,
+    CompleteLink, CreateLink, IssuedCode, LinkOutcome, RedeemCode, Redeemed, RegistrationAttempt,
+    RotateRefresh, Rotated,
 };
 use crate::store::schema::registration_guard_name;
 use serde_json::{json, Value};
@@ -130,15 +135,8 @@ fn answer_refusal(app: &App, r: Refused) -> Response {
     }
 }
 
-/// The upstream of an authorization, when sign-in `self` can serve it now: a header upstream
-/// (an upstream's own OAuth chained inside this flow, and sign-in by link, are not built yet).
-async fn self_service(app: &App, upstream: &UpstreamId) -> Result<Option<Upstream>, Error> {
-    let found = app.config_store()?.upstream(upstream.as_str()).await?;
-    Ok(found.filter(|u| u.sign_in == SignIn::SelfService && u.oauth.is_none()))
-}
-
-/// `GET /oauth/authorize`: the request checked (`core::authorize::request`), then the consent
-/// page with the upstream's fields.
+/// `GET /oauth/authorize`: the request checked (`core::authorize::request`), then the first
+/// page: the field for a connect link (sign-in `link`), or consent.
 pub async fn authorize_page(app: &App, req: &Request) -> Result<Response, Error> {
     let url = req.url().map_err(Error::internal)?;
     let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
@@ -153,20 +151,22 @@ pub async fn authorize_page(app: &App, req: &Request) -> Result<Response, Error>
         Ok(a) => a,
         Err(r) => return Ok(answer_refusal(app, r)),
     };
-    let Some(upstream) = self_service(app, &authorization.upstream).await? else {
+    let Some(upstream) = signing_in(app, authorization.upstream.as_str()).await? else {
         let refused = Refused::Redirect {
             redirect_uri,
             state: authorization.state,
             error: "invalid_target",
-            description: "this MCP URL does not take sign-in from here",
+            description: "this MCP URL does not take sign-in",
         };
         return Ok(answer_refusal(app, refused));
     };
     let session = Session::new(authorization, &registration.client_name, now_ms());
-    consent(app, req, &session, &upstream, &FormErrors::new(), &[], 200)
+    page(app, req, &session, &upstream, &FormErrors::new(), &[], 200, &[])
 }
 
-fn consent(
+/// The page the person is on: the link field while sign-in `link` has none yet, else consent.
+#[allow(clippy::too_many_arguments)]
+fn page(
     app: &App,
     req: &Request,
     session: &Session,
@@ -174,19 +174,32 @@ fn consent(
     errors: &FormErrors,
     previous: &[(String, String)],
     status: u16,
+    cookies: &[String],
 ) -> Result<Response, Error> {
     let text = serde_json::to_vec(session).map_err(Error::internal)?;
     let sealed = app.seal(&Context::AuthorizeSession, &text)?;
     let (csrf, cookie) = csrf_for(app, req);
-    let body = consent_page(session, &upstream.user_fields, sealed.as_str(), &csrf, errors, previous);
-    // Browsers apply `form-action` to the redirect that answers the form: allow the client's
-    // origin, and only it.
-    let csp = page_csp_redirecting_to(&session.redirect_origin());
-    Ok(page_response(status, body, &csp, &[cookie]))
+    let oauth = upstream.oauth.is_some();
+    let step = match (upstream.sign_in, &session.link) {
+        (SignIn::Link, None) => Step::PasteLink,
+        _ => Step::Consent { fields: if oauth { &[] } else { &upstream.user_fields }, oauth },
+    };
+    let body = consent_page(session, &step, sealed.as_str(), &csrf, errors, previous);
+    // Browsers apply `form-action` to the redirect that answers the form: consent is answered by
+    // a redirect to the client's origin (allowed, and only it) or to the upstream's sign-in page.
+    let csp = match step {
+        Step::Consent { oauth: true, .. } => page_csp(true, app.config.allow_private_upstreams),
+        _ => page_csp_redirecting_to(&session.redirect_origin()),
+    };
+    let mut all = vec![cookie];
+    all.extend_from_slice(cookies);
+    Ok(page_response(status, body, &csp, &all))
 }
 
-/// `POST /oauth/authorize`: the person's answer. Allowed: what they typed becomes the connection
-/// of a new subject, and the client gets a code for it.
+/// `POST /oauth/authorize`: the person's answer. A connect link (sign-in `link`) is checked and
+/// named on the consent page that follows. Allowed: the person connects the upstream as the
+/// link's subject, or (sign-in `self`) as a new subject, by the form's values or at the
+/// upstream's own sign-in page; the client then gets a code for that connection.
 pub async fn authorize_submit(app: &App, mut req: Request) -> Result<Response, Error> {
     let form = read_form(&mut req).await?;
     if csrf_checked(app, &req, &form).is_none() {
@@ -203,64 +216,104 @@ pub async fn authorize_submit(app: &App, mut req: Request) -> Result<Response, E
             app.keyring().ok()?.open(&Context::AuthorizeSession, &Sealed::stored(s.to_string())).ok()?;
         serde_json::from_slice::<Session>(&bytes).ok()
     });
-    let Some(session) = opened.filter(|s| s.expires_at > now_ms()) else {
+    let Some(mut session) = opened.filter(|s| s.expires_at > now_ms()) else {
         return Ok(refused_page("This request has expired or is not one of this gateway's."));
     };
-    let state = session.state.as_deref();
+    let then = session.client_return();
     let back = |params: &[(&str, &str)]| {
         let mut all = params.to_vec();
-        all.extend(state.map(|s| ("state", s)));
-        back_to_client(&session.redirect_uri, &all, &app.public_origin)
+        all.extend(then.state.as_deref().map(|s| ("state", s)));
+        back_to_client(&then.redirect_uri, &all, &app.public_origin)
+            .map(|l| redirect(&l))
+            .unwrap_or_else(|| refused_page("The application's address is not usable."))
     };
     if field("decision") != Some("allow") {
-        let denied =
-            back(&[("error", "access_denied"), ("error_description", "the person did not allow access")]);
-        return Ok(denied
-            .map(|l| redirect(&l))
-            .unwrap_or_else(|| refused_page("The application's address is not usable.")));
+        return Ok(back(&[
+            ("error", "access_denied"),
+            ("error_description", "the person did not allow access"),
+        ]));
     }
-    let Some(upstream) = self_service(app, &session.upstream).await? else {
+    let Some(upstream) = signing_in(app, session.upstream.as_str()).await? else {
         return Ok(refused_page("This service no longer takes sign-in from here."));
     };
-    let values = match validate_form(&upstream.user_fields, &form) {
-        Ok(values) => values,
-        Err(errors) => return consent(app, &req, &session, &upstream, &errors, &form, 400),
+    if upstream.sign_in == SignIn::Link && session.link.is_none() {
+        return pasted(app, &req, session, &upstream, field("link").unwrap_or_default()).await;
+    }
+    let values = match upstream.oauth {
+        Some(_) => BTreeMap::new(),
+        None => match validate_form(&upstream.user_fields, &form) {
+            Ok(values) => values,
+            Err(errors) => return page(app, &req, &session, &upstream, &errors, &form, 400, &[]),
+        },
     };
-    // Sign-in `self`: a subject of its own for each authorization.
+    let link = match session.link.take() {
+        Some(link) => link,
+        None => self_link(app, &upstream.id).await?,
+    };
+    let store = app.store_at(&link.routing)?.ok_or_else(|| Error::internal("a link's store is gone"))?;
+    if upstream.oauth.is_some() {
+        return Ok(to_sign_in(app, &store, &link.hash, &link.subject, &upstream, Some(then)).await);
+    }
+    let code = keys::generate_routed(CODE_PREFIX, &link.routing, &random_bytes());
+    let op = CompleteLink {
+        hash: link.hash,
+        origin: upstream.place().origin,
+        values: seal_values(app, &link.subject, &upstream.id, values)?,
+        oauth: None,
+        scopes: None,
+        code: Some(Box::new(IssuedCode {
+            hash: KeyHash::of(&code),
+            record: then.code(&upstream.id, &link.subject, now_ms()),
+        })),
+    };
+    match store.call(op).await? {
+        LinkOutcome::Completed => Ok(back(&[("code", &code)])),
+        outcome => Ok(link_outcome_page(outcome, upstream.id.as_str())),
+    }
+}
+
+/// Sign-in `link`: the link the person pasted, opened as this browser (the first browser that
+/// opens a link owns it) and checked to be for this upstream; then consent for its subject.
+async fn pasted(
+    app: &App,
+    req: &Request,
+    mut session: Session,
+    upstream: &Upstream,
+    text: &str,
+) -> Result<Response, Error> {
+    let (opened, browser_cookie) = open_pasted_link(app, req, pasted_link(text)).await?;
+    let problem = match opened {
+        Ok(open) if open.link.upstream == upstream.id => {
+            session.link =
+                Some(LinkRef { routing: open.routing, hash: open.hash, subject: open.link.subject });
+            return page(app, req, &session, upstream, &FormErrors::new(), &[], 200, &[browser_cookie]);
+        }
+        Ok(_) => "This connect link is for another service. Ask whoever sent it for the right one.",
+        Err(refusal) => refusal.page().2,
+    };
+    let errors = FormErrors::from([("link".to_string(), problem)]);
+    page(app, req, &session, upstream, &errors, &[], 400, &[browser_cookie])
+}
+
+/// Sign-in `self`: a subject of its own for each authorization, and a link (never shown) that
+/// lets this authorization connect it.
+async fn self_link(app: &App, upstream: &UpstreamId) -> Result<LinkRef, Error> {
     let subject =
         SubjectId::parse(&format!("oauth-{}", hex(&random_bytes::<16>()))).map_err(Error::internal)?;
     let routing = app.routing_for(subject.as_str())?;
-    let code = keys::generate_routed(CODE_PREFIX, &routing, &random_bytes());
-    let mut sealed = BTreeMap::new();
-    for (name, value) in values {
-        let context = Context::Connection {
-            subject: subject.as_str(),
-            upstream: upstream.id.as_str(),
-            value: ConnectionValue::Field(&name),
-        };
-        sealed.insert(name.clone(), app.seal(&context, value.expose().as_bytes())?);
-    }
-    let record = CodeRecord {
-        client_id: KeyHash::of(&session.client_id),
-        redirect_uri: session.redirect_uri.clone(),
-        code_challenge: session.code_challenge.clone(),
-        upstream: upstream.id.clone(),
+    let hash = KeyHash::of(&b64url(&random_bytes::<32>()));
+    let now = now_ms();
+    let link = LinkRecord {
         subject: subject.clone(),
-        expires_at: now_ms() + CODE_MS,
-        redeemed_for: None,
+        upstream: upstream.clone(),
+        expires_at: now + SESSION_MS,
+        used_at: None,
+        created_at: now,
+        token: None,
+        browser_hash: None,
     };
-    let op = AuthorizeSelf {
-        subject: subject.clone(),
-        upstream: upstream.id.clone(),
-        origin: upstream.place().origin,
-        values: sealed,
-        code_hash: KeyHash::of(&code),
-        code: record,
-    };
-    app.store_for(subject.as_str())?.call(op).await?;
-    let location =
-        back(&[("code", &code)]).ok_or_else(|| Error::internal("redirect URI no longer parses"))?;
-    Ok(redirect(&location))
+    app.store_for(subject.as_str())?.call(CreateLink { hash: hash.clone(), link }).await?;
+    Ok(LinkRef { routing, hash, subject })
 }
 
 fn token_error(status: u16, error: &'static str, description: &str) -> Error {

@@ -3,6 +3,7 @@
 //! kept with the subject's connection. The page logic (validation, HTML) is in `core::connect`.
 
 use crate::app::App;
+use crate::core::authorize::grant::ClientReturn;
 use crate::core::connect::{
     confirm_page, form_page, form_value, message_page, oauth_binding_cookie, page_csp, validate_form, Claim,
     FormErrors, LinkRecord, LinkState, Refusal, CONNECTION_REQUIRED_LINK_SECONDS, MAX_LINK_SECONDS,
@@ -12,7 +13,7 @@ use crate::core::encoding::{b64url, ct_eq};
 use crate::core::ids::{SubjectId, UpstreamId};
 use crate::core::keys::{self, KeyHash};
 use crate::core::oauth::flow::Callback;
-use crate::core::seal::{ConnectionValue, Context};
+use crate::core::seal::{ConnectionValue, Context, Sealed};
 use crate::core::secret::Secret;
 use crate::core::upstream::Upstream;
 use crate::error::Error;
@@ -135,7 +136,7 @@ fn refusal(r: Refusal) -> Response {
 }
 
 /// The page a finished or refused link shows.
-fn link_outcome_page(outcome: LinkOutcome, upstream: &str) -> Response {
+pub(crate) fn link_outcome_page(outcome: LinkOutcome, upstream: &str) -> Response {
     match outcome {
         LinkOutcome::Completed => message(
             200,
@@ -149,11 +150,12 @@ fn link_outcome_page(outcome: LinkOutcome, upstream: &str) -> Response {
 }
 
 /// The link a token names, with its store and upstream, if this browser may still use it.
-struct OpenLink {
-    hash: KeyHash,
-    store: SubjectStoreStub,
-    link: LinkRecord,
-    upstream: Upstream,
+pub(crate) struct OpenLink {
+    pub routing: String,
+    pub hash: KeyHash,
+    pub store: SubjectStoreStub,
+    pub link: LinkRecord,
+    pub upstream: Upstream,
 }
 
 /// `browser`: the value of this browser's `mab_browser` cookie (the first browser that opens a
@@ -181,7 +183,19 @@ async fn open_link(
     let Some(upstream) = app.config_store()?.upstream(link.upstream.as_str()).await? else {
         return Ok(Err(Refusal::ServiceGone));
     };
-    Ok(Ok(OpenLink { hash, store, link, upstream }))
+    Ok(Ok(OpenLink { routing: presented.routing, hash, store, link, upstream }))
+}
+
+/// A link pasted into an authorization of the gateway's own (sign-in `link`), opened as this
+/// browser, with the browser cookie that names it.
+pub(crate) async fn open_pasted_link(
+    app: &App,
+    req: &Request,
+    token: &str,
+) -> Result<(Result<OpenLink, Refusal>, String), Error> {
+    let browser = browser_cookie(app, req).unwrap_or_else(|| b64url(&random_bytes::<32>()));
+    let opened = open_link(app, token, Some(&browser)).await?;
+    Ok((opened, set_cookie(app, BROWSER_COOKIE, &browser, "Lax", MAX_LINK_SECONDS)))
 }
 
 /// The double-submit CSRF cookie of the connect forms.
@@ -271,29 +285,7 @@ pub async fn submit(app: &App, mut req: Request, token: &str) -> Result<Response
         return Ok(refusal(Refusal::FormNotVerified));
     };
     if open.upstream.oauth.is_some() {
-        let browser = b64url(&random_bytes::<32>());
-        let browser_hash = KeyHash::of(&browser);
-        return Ok(
-            match oauth::begin(app, &open.store, &open.hash, &open.link.subject, &open.upstream, browser_hash)
-                .await
-            {
-                Ok((url, state_hash)) => {
-                    let name = oauth_binding_cookie(&state_hash);
-                    let cookie = set_cookie(app, &name, &browser, "Lax", oauth::PENDING_MS / 1000);
-                    let body = message_page("Continue to sign in", "Continue to the sign-in page.");
-                    let resp = page_response(303, body, &page_csp(false, false), &[cookie]);
-                    let _ = resp.headers().set("Location", &url);
-                    resp
-                }
-                Err(oauth::SetupError(why)) => {
-                    worker::console_error!(
-                        "mcp-authbridge: cannot start OAuth for '{}': {why}",
-                        open.upstream.id
-                    );
-                    refusal(Refusal::ServerFailed)
-                }
-            },
-        );
+        return Ok(to_sign_in(app, &open.store, &open.hash, &open.link.subject, &open.upstream, None).await);
     }
     let values = match validate_form(&open.upstream.user_fields, &form) {
         Ok(values) => values,
@@ -310,16 +302,56 @@ pub async fn submit(app: &App, mut req: Request, token: &str) -> Result<Response
             return Ok(html(400, body, &[]));
         }
     };
+    let sealed = seal_values(app, &open.link.subject, &open.link.upstream, values)?;
+    let origin = open.upstream.place().origin;
+    let op = CompleteLink { hash: open.hash, origin, values: sealed, oauth: None, scopes: None, code: None };
+    let outcome = open.store.call(op).await?;
+    Ok(link_outcome_page(outcome, open.upstream.id.as_str()))
+}
+
+/// What a person typed for `upstream`, sealed as `subject`'s connection values.
+pub(crate) fn seal_values(
+    app: &App,
+    subject: &SubjectId,
+    upstream: &UpstreamId,
+    values: BTreeMap<String, Secret>,
+) -> Result<BTreeMap<String, Sealed>, Error> {
     let mut sealed = BTreeMap::new();
     for (name, value) in values {
-        let (subject, upstream) = (open.link.subject.as_str(), open.link.upstream.as_str());
+        let (subject, upstream) = (subject.as_str(), upstream.as_str());
         let context = Context::Connection { subject, upstream, value: ConnectionValue::Field(&name) };
         sealed.insert(name.clone(), app.seal(&context, value.expose().as_bytes())?);
     }
-    let origin = open.upstream.place().origin;
-    let op = CompleteLink { hash: open.hash, origin, values: sealed, oauth: None, scopes: None };
-    let outcome = open.store.call(op).await?;
-    Ok(link_outcome_page(outcome, open.upstream.id.as_str()))
+    Ok(sealed)
+}
+
+/// Sends the browser to the sign-in page of `upstream`'s authorization server, to connect it
+/// with the link `link_hash` (and then, inside an authorization of the gateway's own, back to
+/// the client `then`), bound to this browser by a cookie.
+pub(crate) async fn to_sign_in(
+    app: &App,
+    store: &SubjectStoreStub,
+    link_hash: &KeyHash,
+    subject: &SubjectId,
+    upstream: &Upstream,
+    then: Option<ClientReturn>,
+) -> Response {
+    let browser = b64url(&random_bytes::<32>());
+    let browser_hash = KeyHash::of(&browser);
+    match oauth::begin(app, store, link_hash, subject, upstream, browser_hash, then).await {
+        Ok((url, state_hash)) => {
+            let name = oauth_binding_cookie(&state_hash);
+            let cookie = set_cookie(app, &name, &browser, "Lax", oauth::PENDING_MS / 1000);
+            let body = message_page("Continue to sign in", "Continue to the sign-in page.");
+            let resp = page_response(303, body, &page_csp(false, false), &[cookie]);
+            let _ = resp.headers().set("Location", &url);
+            resp
+        }
+        Err(oauth::SetupError(why)) => {
+            worker::console_error!("mcp-authbridge: cannot start OAuth for '{}': {why}", upstream.id);
+            refusal(Refusal::ServerFailed)
+        }
+    }
 }
 
 /// `GET /oauth/callback`: the end of an OAuth connect, as a page.
@@ -333,6 +365,11 @@ pub async fn callback(app: &App, req: &Request) -> Result<Response, Error> {
         Finished::Connected(upstream) => link_outcome_page(LinkOutcome::Completed, upstream.as_str()),
         Finished::Refused(r) => refusal(r),
         Finished::LinkGone(outcome) => link_outcome_page(outcome, ""),
+        Finished::BackToClient(location) => {
+            let resp = http::empty(302);
+            let _ = resp.headers().set("Location", &location);
+            resp
+        }
     };
     // The binding has done its work, whatever the outcome: the browser may forget it.
     if let (Some(name), Some(_)) = (&cookie, &browser) {

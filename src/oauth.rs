@@ -4,10 +4,12 @@
 //! revocation calls are `oauth_client`.
 
 use crate::app::App;
+use crate::core::authorize::grant::ClientReturn;
+use crate::core::authorize::request::back_to_client;
 use crate::core::config::Config;
 use crate::core::connect::Refusal;
 use crate::core::ids::{SubjectId, UpstreamId};
-use crate::core::keys::{self, KeyHash};
+use crate::core::keys::{self, KeyHash, CODE_PREFIX};
 use crate::core::oauth::discovery::{
     authorization_server_urls, parse_authorization_server, parse_protected_resource, protected_resource_urls,
     resource_metadata_from_challenge, AuthServer,
@@ -28,7 +30,7 @@ use crate::oauth_client::{oauth_timeout, revoke, token_call};
 use crate::outbound::{oauth_request, Answer, OAuthRequest};
 use crate::rt::{now_ms, random_bytes};
 use crate::store::protocol::{
-    BeginAuthorization, CompleteLink, LinkOutcome, PendingAuthorization, TakeAuthorization, Taken,
+    BeginAuthorization, CompleteLink, IssuedCode, LinkOutcome, PendingAuthorization, TakeAuthorization, Taken,
 };
 use crate::store::schema::registration_key;
 use crate::store::stub::SubjectStoreStub;
@@ -215,6 +217,7 @@ pub async fn begin(
     subject: &SubjectId,
     upstream: &Upstream,
     browser_hash: KeyHash,
+    then: Option<ClientReturn>,
 ) -> Result<(String, KeyHash), SetupError> {
     let (server, supported) = discover(&app.config, upstream).await?;
     // The browser goes there with `state` and the PKCE challenge: https only, like any endpoint.
@@ -267,6 +270,7 @@ pub async fn begin(
         expires_at: now_ms() + PENDING_MS,
         browser_hash,
         origin: Some(upstream.place().origin),
+        then,
     };
     let state_hash = KeyHash::of(&state);
     store.call(BeginAuthorization { state_hash: state_hash.clone(), pending: Box::new(pending) }).await?;
@@ -278,6 +282,9 @@ pub enum Finished {
     Connected(UpstreamId),
     Refused(Refusal),
     LinkGone(LinkOutcome),
+    /// Inside an authorization of the gateway's own: the redirect back to its client (with a
+    /// code, or an `error`).
+    BackToClient(String),
 }
 
 /// `GET /oauth/callback`: the pending authorization its `state` names (once), the RFC 9207
@@ -335,12 +342,24 @@ pub async fn finish(app: &App, url: &Url, browser: Option<&str>) -> Result<Finis
         kept.client_secret = None;
     }
     let grant = seal_grant(&keyring, (subject, upstream), &tokens, None, kept, now_ms(), random_bytes);
+    // Inside an authorization of the gateway's own, the connection comes with the client's code.
+    let code = match &pending.then {
+        Some(then) => {
+            let routing = app.routing_for(subject)?;
+            let code = keys::generate_routed(CODE_PREFIX, &routing, &random_bytes());
+            let subject = SubjectId::parse(subject).map_err(Error::internal)?;
+            let record = then.code(&pending.upstream, &subject, now_ms());
+            Some((code.clone(), IssuedCode { hash: KeyHash::of(&code), record }))
+        }
+        None => None,
+    };
     let op = CompleteLink {
         hash: pending.link_hash.clone(),
         origin: pending.origin.clone().unwrap_or_default(),
         values: BTreeMap::new(),
         oauth: Some(grant),
         scopes,
+        code: code.as_ref().map(|(_, issued)| Box::new(issued.clone())),
     };
     let outcome = store.call(op).await?;
     if outcome != LinkOutcome::Completed {
@@ -353,7 +372,20 @@ pub async fn finish(app: &App, url: &Url, browser: Option<&str>) -> Result<Finis
         }
         return Ok(Finished::LinkGone(outcome));
     }
-    Ok(Finished::Connected(pending.upstream))
+    Ok(match (&pending.then, code) {
+        (Some(then), Some((code, _))) => back_to(app, then, &[("code", &code)])?,
+        _ => Finished::Connected(pending.upstream),
+    })
+}
+
+/// The redirect back to the client of an authorization of the gateway's own, with `params`
+/// (and its `state` and `iss`).
+fn back_to(app: &App, then: &ClientReturn, params: &[(&str, &str)]) -> Result<Finished, Error> {
+    let mut all = params.to_vec();
+    all.extend(then.state.as_deref().map(|s| ("state", s)));
+    back_to_client(&then.redirect_uri, &all, &app.public_origin)
+        .map(Finished::BackToClient)
+        .ok_or_else(|| Error::internal("the client's redirect URI no longer parses"))
 }
 
 /// A callback that may finish: the pending authorization its `state` names, started in this
@@ -392,5 +424,14 @@ async fn accept_callback(
         Err(CallbackError::MissingCode) => Refusal::CallbackNoCode,
         Err(CallbackError::WrongIssuer | CallbackError::MissingIssuer) => Refusal::CallbackWrongIssuer,
     };
+    // Inside an authorization of the gateway's own, its client hears how it ended
+    // (RFC 6749 §4.1.2.1): denied, or failed at the upstream.
+    if let Some(then) = &pending.then {
+        let (error, description) = match refused {
+            Refusal::Denied => ("access_denied", "the person did not allow access at the service"),
+            _ => ("server_error", "connecting the service failed"),
+        };
+        return Ok(Err(back_to(app, then, &[("error", error), ("error_description", description)])?));
+    }
     Ok(Err(Finished::Refused(refused)))
 }

@@ -3,7 +3,7 @@
 //! object agree on both by construction. One JSON message per call; a proxied request that
 //! succeeds makes one such call (`Resolve`).
 
-use crate::core::authorize::grant::CodeRecord;
+use crate::core::authorize::grant::{ClientReturn, CodeRecord};
 use crate::core::connect::{Claim, LinkRecord};
 use crate::core::connections::ConnectionSummary;
 use crate::core::ids::{SecretName, SubjectId, UpstreamId};
@@ -93,13 +93,14 @@ operations! {
     /// nobody opened before becomes that browser's (`LinkRecord::claim`).
     OpenLink { hash: KeyHash, browser: Option<KeyHash> } -> Option<(LinkRecord, Claim)>;
     /// Stores what the user connected (typed values, or an OAuth grant) and uses the link up,
-    /// atomically.
+    /// atomically; with `code`, a code of the gateway's authorization server for the connection.
     CompleteLink {
         hash: KeyHash,
         origin: String,
         values: BTreeMap<String, Sealed>,
         oauth: Option<OAuthGrant>,
         scopes: Option<Vec<String>>,
+        code: Option<Box<IssuedCode>>,
     } -> LinkOutcome;
     /// Re-seals every value the store keeps under the primary key (`ENCRYPTION_KEY` rotation).
     Reseal {} -> Resealed;
@@ -108,16 +109,6 @@ operations! {
     AdminAttempt { ok: bool } -> Verdict;
     /// To a registration guard (`schema::registration_guard_name`): one client registration.
     RegistrationAttempt {} -> Verdict;
-    /// The gateway's authorization server, sign-in `self`: stores what the person typed as the
-    /// (new) subject's connection, and the code that will redeem it.
-    AuthorizeSelf {
-        subject: SubjectId,
-        upstream: UpstreamId,
-        origin: String,
-        values: BTreeMap<String, Sealed>,
-        code_hash: KeyHash,
-        code: CodeRecord,
-    } -> ();
     /// Redeems a code (`core::authorize::grant::redeem`) for `grant`, whose tokens the Worker
     /// made; a replayed code revokes what it issued.
     RedeemCode {
@@ -151,6 +142,13 @@ pub enum Resolved {
         /// say when to try again (seconds).
         oauth_unavailable: Option<u64>,
     },
+}
+
+/// A code of the gateway's authorization server, kept under its hash until redeemed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IssuedCode {
+    pub hash: KeyHash,
+    pub record: CodeRecord,
 }
 
 /// What `RedeemCode` did.
@@ -234,6 +232,10 @@ pub struct PendingAuthorization {
     /// The upstream's origin when the connect began: what the connection is bound to.
     #[serde(default)]
     pub origin: Option<String>,
+    /// Inside an authorization of the gateway's own (sign-in): the client to send the person
+    /// back to, with a code, once connected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub then: Option<ClientReturn>,
 }
 
 /// A subject × upstream connection, as stored under `schema::CONNECTIONS`.

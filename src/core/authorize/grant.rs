@@ -31,6 +31,31 @@ pub struct CodeRecord {
     pub redeemed_for: Option<String>,
 }
 
+/// What a code will be bound to, kept while the person connects the upstream (a form, or the
+/// upstream's own OAuth in between): the client, where it is sent back, and its PKCE challenge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientReturn {
+    pub client_id: KeyHash,
+    pub redirect_uri: String,
+    pub state: Option<String>,
+    pub code_challenge: String,
+}
+
+impl ClientReturn {
+    /// The code for `subject`'s connection to `upstream`, issued at `now_ms`.
+    pub fn code(&self, upstream: &UpstreamId, subject: &SubjectId, now_ms: u64) -> CodeRecord {
+        CodeRecord {
+            client_id: self.client_id.clone(),
+            redirect_uri: self.redirect_uri.clone(),
+            code_challenge: self.code_challenge.clone(),
+            upstream: upstream.clone(),
+            subject: subject.clone(),
+            expires_at: now_ms + CODE_MS,
+            redeemed_for: None,
+        }
+    }
+}
+
 /// A code presented at the token endpoint.
 pub struct Redemption<'a> {
     pub client_id: &'a str,

@@ -8,32 +8,12 @@ use crate::core::authorize::grant::{
     RefreshUse, ACCESS_TOKEN_S,
 };
 use crate::core::keys::KeyHash;
-use crate::core::request::ConnectionStatus;
 use crate::rt::now_ms;
-use crate::store::protocol::{AuthorizeSelf, Connection, RedeemCode, Redeemed, RotateRefresh, Rotated};
-use crate::store::schema::{CODES, CONNECTIONS, GRANTS, GRANT_TOKENS};
+use crate::store::protocol::{RedeemCode, Redeemed, RotateRefresh, Rotated};
+use crate::store::schema::{CODES, GRANTS, GRANT_TOKENS};
 use worker::Result;
 
 impl SubjectStore {
-    pub(super) async fn authorize_self(&self, op: AuthorizeSelf) -> Result<()> {
-        self.remember_subject(&op.subject).await?;
-        let now = now_ms();
-        let conn = Connection {
-            status: ConnectionStatus::Connected,
-            values: op.values,
-            expires_at: None,
-            scopes: None,
-            oauth: None,
-            updated_at: now,
-            origin: Some(op.origin),
-            refresh_failing: None,
-            problem: None,
-        };
-        let storage = self.storage();
-        storage.put(&CONNECTIONS.key(op.upstream.as_str()), &conn).await?;
-        storage.put(&CODES.key(op.code_hash.as_str()), &op.code).await
-    }
-
     pub(super) async fn redeem_code(&self, op: RedeemCode) -> Result<Redeemed> {
         let storage = self.storage();
         let key = CODES.key(op.code_hash.as_str());

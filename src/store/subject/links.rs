@@ -12,7 +12,7 @@ use crate::store::protocol::{
     BeginAuthorization, CompleteLink, Connection, CreateLink, LinkOutcome, OpenLink, PendingAuthorization,
     TakeAuthorization, Taken,
 };
-use crate::store::schema::{CONNECTIONS, LINKS, PENDING};
+use crate::store::schema::{CODES, CONNECTIONS, LINKS, PENDING};
 use worker::Result;
 
 impl SubjectStore {
@@ -72,6 +72,10 @@ impl SubjectStore {
         let conn_key = CONNECTIONS.key(link.upstream.as_str());
         js_sys::Reflect::set(&entries, &conn_key.as_str().into(), &serde_wasm_bindgen::to_value(&conn)?)?;
         js_sys::Reflect::set(&entries, &key.into(), &serde_wasm_bindgen::to_value(&link)?)?;
+        if let Some(code) = &op.code {
+            let code_key = CODES.key(code.hash.as_str());
+            js_sys::Reflect::set(&entries, &code_key.into(), &serde_wasm_bindgen::to_value(&code.record)?)?;
+        }
         let previous = storage.get::<Connection>(&conn_key).await?.and_then(|c| c.oauth);
         storage.put_multiple_raw(entries).await?;
         // A reconnect replaces a grant that may still be alive: end it at its server.

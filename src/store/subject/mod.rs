@@ -113,7 +113,6 @@ impl SubjectStore {
             Op::AdminAttempt(o) => {
                 answer::<p::AdminAttempt>(super::guard::attempt(&self.storage(), o.ok).await?)
             }
-            Op::AuthorizeSelf(o) => answer::<p::AuthorizeSelf>(self.authorize_self(o).await?),
             Op::RedeemCode(o) => answer::<p::RedeemCode>(self.redeem_code(o).await?),
             Op::RotateRefresh(o) => answer::<p::RotateRefresh>(self.rotate_refresh(o).await?),
             Op::RegistrationAttempt(_) => {

@@ -1,0 +1,171 @@
+// End-to-end: the connect step inside the gateway's own authorization (the design contract's §6):
+// sign-in `link` (the person pastes a connect link the operator minted; the grant and the
+// connection are the link's subject's) and an upstream with its own OAuth (oidc-provider)
+// chained inside the flow: consent, the upstream's sign-in page, the gateway's callback, then
+// back to the MCP client with a code that works on /mcp.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import {
+  startGateway, putUpstream, newLink, openPage, mcpAnswer, callTool, withCookies, oauthCallback,
+  registerOAuthClient, authorizationRequest, answerAuthorization, tokenRequest,
+} from './harness.mjs';
+import { startStreamable } from './peers/ts_servers.mjs';
+import { startOAuthPeers, stopOAuthPeers, oauthSecrets } from './peers/oauth_mcp_server.mjs';
+
+let gw;
+let keyed;
+let as;
+let mcp;
+const ALICE_KEY = 'alice-typed-key-' + randomBytes(8).toString('hex');
+const REDIRECT = 'http://127.0.0.1:47123/callback';
+
+before(async () => {
+  ({ as, mcp } = await startOAuthPeers());
+  gw = await startGateway();
+  keyed = await startStreamable({ check: (h) => h['x-api-key'] === ALICE_KEY, stateless: true, json: true, name: 'keyed' });
+  const header = { url: keyed.url, headers: { 'X-API-KEY': '{{user.api_key}}' }, user_fields: [{ name: 'api_key', label: 'Your API key', secret: true }] };
+  await putUpstream(gw, 'keyed-link', { ...header, sign_in: 'link' });
+  await putUpstream(gw, 'other-link', { ...header, sign_in: 'link' });
+  await putUpstream(gw, 'tickets-self', { url: mcp.url, oauth: {}, sign_in: 'self' });
+  await putUpstream(gw, 'tickets-link', { url: mcp.url, oauth: {}, sign_in: 'link' });
+});
+
+after(async () => {
+  gw?.track(oauthSecrets(as, mcp));
+  keyed?.close();
+  await stopOAuthPeers(as, mcp);
+  await gw?.stop();
+});
+
+/** The code in the redirect back to the client, checked (`iss`, `state`), redeemed: the token answer. */
+async function redeemAt(location, client, request) {
+  const back = new URL(location);
+  assert.equal(back.origin + back.pathname, REDIRECT);
+  assert.equal(back.searchParams.get('iss'), gw.base);
+  assert.equal(back.searchParams.get('state'), request.state);
+  const code = back.searchParams.get('code');
+  assert.match(code, /^mabx_/);
+  gw.track(code);
+  const tokens = await tokenRequest(gw, { grant_type: 'authorization_code', code, client_id: client.client_id, redirect_uri: REDIRECT, code_verifier: request.verifier });
+  assert.equal(tokens.status, 200, JSON.stringify(tokens.json));
+  return tokens.json;
+}
+
+const whoamiWith = async (path, token) => {
+  const r = await mcpAnswer(gw, path, token, callTool(1, 'whoami'));
+  assert.equal(r.status, 200, r.text);
+  return JSON.parse(r.json.result.content[0].text);
+};
+
+test('sign-in "link": the person pastes the connect link, consent names its subject, the form connects that subject, and the client\'s token reaches the upstream with the typed key', async () => {
+  const client = await registerOAuthClient(gw, REDIRECT, 'Link client');
+  const request = authorizationRequest(gw, client.client_id, REDIRECT, '/mcp/keyed-link');
+  const first = await openPage(request.url);
+  assert.equal(first.status, 200, first.html);
+  assert.match(first.html, /name="link"/);
+  assert.doesNotMatch(first.html, /name="api_key"/, 'the account comes first, from the link');
+
+  // Not a link, and a link for another upstream: the same step again, saying why.
+  const junk = await answerAuthorization(gw, first, { decision: 'allow', link: 'https://example.test/connect/nope' });
+  assert.equal(junk.status, 400);
+  assert.match(await junk.text(), /not valid/);
+  const wrong = await newLink(gw, 'alice', 'other-link');
+  gw.trackLink(wrong.url);
+  const elsewhere = await answerAuthorization(gw, first, { decision: 'allow', link: wrong.url });
+  assert.equal(elsewhere.status, 400);
+  assert.match(await elsewhere.text(), /for another service/);
+
+  const link = await newLink(gw, 'alice', 'keyed-link');
+  gw.trackLink(link.url);
+  const pasted = await answerAuthorization(gw, first, { decision: 'allow', link: ` ${link.url}\n` });
+  const consentHtml = await pasted.text();
+  assert.equal(pasted.status, 200, consentHtml);
+  assert.match(consentHtml, /the account of <strong>alice<\/strong>/);
+  assert.match(consentHtml, /name="api_key"/);
+  const consent = { html: consentHtml, csrf: first.csrf, cookie: withCookies(first.cookie, pasted.headers) };
+  gw.track(ALICE_KEY);
+  const allowed = await answerAuthorization(gw, consent, { decision: 'allow', api_key: ALICE_KEY });
+  assert.equal(allowed.status, 302, await allowed.text());
+  const tokens = await redeemAt(allowed.headers.get('location'), client, request);
+  const seen = await whoamiWith('/mcp/keyed-link', tokens.access_token);
+  assert.equal(seen['x-api-key'], ALICE_KEY);
+  assert.equal(seen.authorization, undefined, 'the client\'s token never goes upstream');
+
+  // The connection is alice's, and the link is used up.
+  const conns = await gw.admin('GET', '/connections?subject=alice');
+  assert.equal(conns.json.items.find((c) => c.upstream === 'keyed-link')?.status, 'connected');
+  assert.equal((await openPage(link.url)).status, 410);
+  const again = await answerAuthorization(gw, first, { decision: 'allow', link: link.url });
+  assert.equal(again.status, 400, 'a used link does not sign in again');
+  await again.text();
+});
+
+/** Consent for an OAuth upstream, allowed: returns the browser's way to the upstream's sign-in. */
+async function allowOAuth(request, fields = {}) {
+  let page = await openPage(request.url);
+  assert.equal(page.status, 200, page.html);
+  if (fields.link) {
+    const pasted = await answerAuthorization(gw, page, { decision: 'allow', link: fields.link });
+    page = { html: await pasted.text(), csrf: page.csrf, cookie: withCookies(page.cookie, pasted.headers), headers: pasted.headers };
+    assert.equal(pasted.status, 200, page.html);
+  }
+  assert.match(page.html, /Allow and sign in/);
+  assert.doesNotMatch(page.html, /name="api_key"/);
+  // Browsers apply form-action to the redirect that answers the form: it must allow the AS.
+  assert.match(page.headers.get('content-security-policy'), /form-action 'self' https: http:/);
+  const go = await answerAuthorization(gw, page, { decision: 'allow' });
+  assert.equal(go.status, 303, await go.text());
+  const binding = go.headers.get('set-cookie').split(';')[0];
+  const authorize = go.headers.get('location');
+  assert.ok(authorize.startsWith(as.issuer), 'to the upstream\'s authorization server');
+  gw.track(new URL(authorize).searchParams.get('state'), binding.split('=')[1]);
+  return { authorize, binding, html: page.html };
+}
+
+test('sign-in "self" with an OAuth upstream: consent, the upstream\'s sign-in, the gateway\'s callback, back to the client with a code whose token reaches the upstream as that person', async () => {
+  const client = await registerOAuthClient(gw, REDIRECT, 'Self client');
+  const request = authorizationRequest(gw, client.client_id, REDIRECT, '/mcp/tickets-self');
+  const { authorize, binding, html } = await allowOAuth(request);
+  assert.match(html, /a new account of its own/);
+  const callback = await as.completeLogin(authorize, { user: 'zoe' });
+  gw.track(new URL(callback).searchParams.get('code'));
+  const back = await oauthCallback(callback, binding);
+  assert.equal(back.status, 302, await back.text());
+  const tokens = await redeemAt(back.headers.get('location'), client, request);
+  const seen = await whoamiWith('/mcp/tickets-self', tokens.access_token);
+  assert.equal(seen.sub, 'zoe', 'the upstream sees the person who signed in there');
+  // The same callback again: the authorization is spent.
+  const replay = await oauthCallback(callback, binding);
+  assert.equal(replay.status, 400);
+  await replay.text();
+});
+
+test('sign-in "link" with an OAuth upstream: the grant is the link\'s subject\'s; denying at the upstream sends the client access_denied', async () => {
+  const client = await registerOAuthClient(gw, REDIRECT, 'Link OAuth client');
+  const link = await newLink(gw, 'bob', 'tickets-link');
+  gw.trackLink(link.url);
+  const request = authorizationRequest(gw, client.client_id, REDIRECT, '/mcp/tickets-link');
+  const flow = await allowOAuth(request, { link: link.url });
+  assert.match(flow.html, /the account of <strong>bob<\/strong>/);
+  const callback = await as.completeLogin(flow.authorize, { user: 'bob-at-idp' });
+  gw.track(new URL(callback).searchParams.get('code'));
+  const back = await oauthCallback(callback, flow.binding);
+  assert.equal(back.status, 302, await back.text());
+  const tokens = await redeemAt(back.headers.get('location'), client, request);
+  assert.equal((await whoamiWith('/mcp/tickets-link', tokens.access_token)).sub, 'bob-at-idp');
+  const conns = await gw.admin('GET', '/connections?subject=bob');
+  assert.equal(conns.json.items.find((c) => c.upstream === 'tickets-link')?.status, 'connected');
+
+  // A person who denies at the upstream: the client hears access_denied, with its state.
+  const denying = authorizationRequest(gw, client.client_id, REDIRECT, '/mcp/tickets-self');
+  const started = await allowOAuth(denying);
+  const deniedCallback = await as.completeLogin(started.authorize, { deny: true });
+  const denied = await oauthCallback(deniedCallback, started.binding);
+  assert.equal(denied.status, 302, await denied.text());
+  const location = new URL(denied.headers.get('location'));
+  assert.equal(location.searchParams.get('error'), 'access_denied');
+  assert.equal(location.searchParams.get('state'), denying.state);
+  assert.equal(location.searchParams.get('iss'), gw.base);
+  assert.equal(location.searchParams.get('code'), null);
+});

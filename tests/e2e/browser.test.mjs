@@ -6,9 +6,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { createHash, randomBytes } from 'node:crypto';
-import { chromium } from 'playwright-core';
 import { listen } from './peers/http_util.mjs';
-import { startGateway, putUpstream, newLink } from './harness.mjs';
+import { startGateway, putUpstream, newLink, launchChromium } from './harness.mjs';
 import { startStreamable } from './peers/ts_servers.mjs';
 import { startOAuthPeers, stopOAuthPeers, oauthSecrets } from './peers/oauth_mcp_server.mjs';
 
@@ -28,10 +27,7 @@ before(async () => {
     headers: { 'X-API-KEY': '{{user.api_key}}' },
     user_fields: [{ name: 'api_key', label: 'Your Tickets API key' }],
   });
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
+import { chromium } from 'playwright-core';
 import { sleep } from './peers/http_util.mjs';
 
 export { sleep };
@@ -355,6 +356,12 @@ export async function finishOAuthConnect(gw, as, { authorize, binding }, user, {
   const done = await oauthCallback(callback, binding);
   return { status: done.status, text: await done.text(), callback };
 }
+
+/** Debian's headless Chromium (scripts/setup.sh installs it), driven by playwright-core. */
+export const launchChromium = () => chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+});
 
 /** The Python interpreter of the venv scripts/setup.sh made for the Python MCP peers. */
 export const PYTHON = path.join(process.env.MAB_CACHE || path.join(os.homedir(), '.cache/mcp-authbridge'), 'venv/bin/python');

@@ -6,7 +6,7 @@
 // person's own API key and lands on mcp-remote's loopback callback; mcp-remote redeems the code,
 // and tools/list and tools/call go through to an SDK upstream that checks that key. A second run
 // on the same config dir signs in with the stored tokens, and refreshes a refused one, with no
-// browser at all.
+// browser at all (the second test continues from the first's config dir).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, readdirSync, existsSync, rmSync } from 'node:fs';
@@ -84,7 +84,8 @@ function startRemote(url) {
   let log = '';
   transport.stderr.on('data', (d) => { log += d; });
   const client = new Client({ name: 'e2e-mcp-remote', version: '1.0.0' });
-  const connected = client.connect(transport, { timeout: 60_000 });
+  const connected = client.connect(transport, { timeout: 60_000 })
+    .catch((e) => { throw new Error(`${e.message}; mcp-remote's log:\n${log}`); });
   connected.catch(() => {}); // awaited by the test; never an unhandled rejection meanwhile
   return { client, connected, stderr: () => log };
 }

@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { ROOT, pct, median } from './measure.mjs';
-import { CONCURRENCY, EVENTS, STORM } from './workloads.mjs';
+import { CONCURRENCY, EVENTS, STORM, TOKEN_PATH } from './workloads.mjs';
 
 const WORKERS = ['mcp-authbridge', 'JS passthrough', 'JS same-work'];
 
@@ -61,6 +61,18 @@ export function report(runs, n, bundle, v) {
   for (const c of CONCURRENCY) row(`requests/s at concurrency ${c} (tools/call JSON)`, 'req/s', (r, name) => r.throughput[c][name], { direct: true, better: 'higher', d: 0 });
   row('first request after start (cold)', 'ms', (r, name) => r.cold[name], { d: 1 });
   row('resident memory of the workerd running the Worker, after the load', 'MiB', (r, name) => r.rss[name], { d: 1 });
+  // The access token path beside the key path (its own workload: res.token).
+  const tokenRows = [];
+  const tokenRow = (figure, unit, perRun, { direct = false, d = 2 } = {}) => {
+    const cells = (name) => mmm(runs.map((r) => perRun(r, name)), d);
+    const ratio = mmm(runs.map((r) => perRun(r, TOKEN_PATH) / perRun(r, 'mcp-authbridge')), 2);
+    tokenRows.push(`| ${figure} | ${unit} | ${direct ? cells('direct') : '—'} | ${cells('mcp-authbridge')} | ${cells(TOKEN_PATH)} | ${ratio} | lower |`);
+  };
+  const t = (r) => r.token.latency;
+  tokenRow('tools/call (JSON), added p50', 'ms', (r, name) => median(t(r)[name]) - median(t(r).direct));
+  tokenRow('tools/call (JSON), p50', 'ms', (r, name) => pct(t(r)[name], 50), { direct: true });
+  tokenRow('tools/call (JSON), p99', 'ms', (r, name) => pct(t(r)[name], 99), { direct: true });
+  tokenRow('tools/call (JSON), CPU of the workerd running the Worker, per request', 'ms', (r, name) => r.token.cpu[name]);
   const storms = runs.map((r) => r.storm);
   const allOk = storms.every((s) => s.ok === STORM);
   return `# Benchmark results
@@ -96,6 +108,18 @@ per run (for latency lower is better, for requests/s higher is better).
 | figure | unit | direct | mcp-authbridge | JS passthrough | JS same-work | ÷ passthrough | ÷ same-work | better |
 |---|---|---|---|---|---|---|---|---|
 ${rows.join('\n')}
+
+mcp-authbridge with its own OAuth access token (\`maba_…\`, on an upstream with \`sign_in: "self"\` in
+front of the same upstream, the person's API key stored with the grant at consent), beside its key
+path (\`mab_…\`, the subject's value set by the admin API), in a workload of their own: ${n.latency}
+tools/call each, round-robin with direct in shuffled order (after 50 warm-up calls of the token
+path), then ${n.latency} calls of each alone for the CPU per request (both run in the same workerd).
+The token is got by HTTP at seeding (register, authorize, consent, code, token) and refreshed once
+per run. Same units and cells as above; the ratio is token ÷ key, per run.
+
+| figure | unit | direct | mcp-authbridge, key | mcp-authbridge, access token | ÷ key | better |
+|---|---|---|---|---|---|---|
+${tokenRows.join('\n')}
 
 Refresh storm (mcp-authbridge only; an OAuth upstream right after its access token expired, ${STORM}
 concurrent calls): authorization-server refresh grants per storm ${storms.map((s) => s.grants).join(', ')};

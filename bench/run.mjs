@@ -1,7 +1,8 @@
 // The benchmark (README: `bash scripts/bench.sh`). One process drives four paths to the same
 // upstream MCP server on loopback — direct, mcp-authbridge, a JS passthrough Worker and a JS
 // same-work Worker (bench/passthrough, bench/samework) — through every workload, BENCH_RUNS times
-// (default 3) with each Worker freshly started per run, and writes bench/RESULTS.md.
+// (default 3) with each Worker freshly started per run, and writes bench/RESULTS.md. A fifth path,
+// mcp-authbridge with its own OAuth access token instead of a key, is measured beside the key path.
 //
 // How the Workers run: each under its own `wrangler dev` (same wrangler, same flags:
 // `--log-level warn`, VSCODE_INSPECTOR_OPTIONS=1), and requests go straight to the socket of the
@@ -16,7 +17,7 @@ import path from 'node:path';
 import { startAuthServer } from '../tests/e2e/peers/oauth_server.mjs';
 import { startProtectedMcp } from '../tests/e2e/peers/oauth_mcp_server.mjs';
 import { ROOT, log, startUpstream, bundleKiB, cpuMs, rssMiB, shuffle } from './measure.mjs';
-import { CONCURRENCY, TOKEN_TTL, SECRETS, workers, start, seed, coldRequests, paths as pathsTo, warm, latency, sse, legacy, throughput, refreshStorm } from './workloads.mjs';
+import { CONCURRENCY, TOKEN_TTL, SECRETS, workers, start, seed, coldRequests, paths as pathsTo, tokenPath, renewAccessToken, warm, latency, accessToken, sse, legacy, throughput, refreshStorm } from './workloads.mjs';
 import { report, versions } from './report.mjs';
 
 const RUNS = Number(process.env.BENCH_RUNS || 3);
@@ -43,10 +44,11 @@ async function main() {
   const runs = [];
   for (let run = 1; run <= RUNS; run++) {
     log(`run ${run}/${RUNS}`);
-    const res = { cold: {}, rss: {}, latency: {}, list: {}, sse: {}, legacy: {}, throughput: {}, storm: null };
+    const res = { cold: {}, rss: {}, latency: {}, list: {}, token: null, sse: {}, legacy: {}, throughput: {}, storm: null };
     const started = {};
     for (const [name, w] of Object.entries(ws)) started[name] = await start(name, w);
     res.cold = await coldRequests(started, keys);
+    await renewAccessToken(started['mcp-authbridge'], keys);
     const paths = pathsTo(upstream, started, keys);
     await warm(paths);
 
@@ -54,6 +56,7 @@ async function main() {
     res.latency = await latency(paths, 'call', N.latency);
     res.cpu = Object.fromEntries(Object.entries(started).map(([n, w]) => [n, (cpuMs(w.workerd) - cpuBefore[n]) / N.latency]));
     res.list = await latency(paths, 'list', N.latency);
+    res.token = await accessToken(started['mcp-authbridge'], paths, tokenPath(started, keys), N.latency);
     res.sse = await sse(paths, N.sse);
     res.legacy = await legacy(paths, N.legacy);
     for (const c of CONCURRENCY) {

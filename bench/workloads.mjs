@@ -1,10 +1,14 @@
 // What the benchmark sends: the MCP requests, the four paths to the upstream, the Workers and the
 // state seeded into them, and the workloads — tools/call (JSON), tools/list, an SSE answer of
 // 20 events, legacy HTTP+SSE round trips, throughput, and the OAuth refresh storm. Each
-// workload sends the same requests over every path, round-robin in shuffled order.
+// workload sends the same requests over every path, round-robin in shuffled order. Besides the
+// four paths, a fifth through mcp-authbridge: the same tools/call with the gateway's own OAuth
+// access token (an upstream with `sign_in: "self"`) instead of a key, measured beside the key
+// path in a workload of its own.
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { ROOT, request, expectOk, keepAlive, freePort, startWorker, firstRequest, median, shuffle, sleep, throughput as closedLoops } from './measure.mjs';
+import { ROOT, request, expectOk, keepAlive, freePort, startWorker, firstRequest, median, shuffle, sleep, cpuMs, throughput as closedLoops } from './measure.mjs';
+import { signInByHttp, tokenRequest } from '../tests/e2e/harness.mjs';
 
 export const CONCURRENCY = [1, 16, 64];
 export const STORM = 100;
@@ -81,6 +85,17 @@ export function paths(upstream, started, keys) {
   ];
 }
 
+export const TOKEN_PATH = 'mcp-authbridge, OAuth access token';
+
+/**
+ * The fifth path: through mcp-authbridge (same workerd, same agent as its key path) to the same
+ * upstream, as an upstream with `sign_in: "self"`, with the gateway's own access token.
+ */
+export function tokenPath(started, keys) {
+  const ours = started['mcp-authbridge'];
+  return { name: TOKEN_PATH, agent: ours.agent, json: { url: `${ours.base}/mcp/bench-self`, headers: bearer(keys.access) } };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Workloads. Each returns, per path name, the times it measured.
 
@@ -122,6 +137,27 @@ export async function sse(paths, n) {
     }
   }
   return { perEvent, total };
+}
+
+/**
+ * The access-token path beside the key path: `n` tools/call each on direct, mcp-authbridge's key
+ * path and `token`, round-robin in shuffled order (as `latency` does), after 50 warm-up calls of
+ * `token`; then `n` calls of the key path alone and of `token` alone, for the CPU of the workerd
+ * per request (both go to the same workerd, so each needs a window of its own). Returns
+ * `{latency: {path name: times}, cpu: {path name: ms per request}}`.
+ */
+export async function accessToken(ours, paths, token, n) {
+  const key = paths.find((p) => p.name === 'mcp-authbridge');
+  const three = [paths.find((p) => p.name === 'direct'), key, token];
+  for (let i = 0; i < 50; i++) expectOk(await request(token.agent, token.json.url, { method: 'POST', headers: token.json.headers, body: call(i, 'echo', { text: 'warm' }) }), `${token.name} warm`);
+  const times = await latency(three, 'call', n);
+  const cpu = {};
+  for (const p of shuffle([key, token])) {
+    const before = cpuMs(ours.workerd);
+    for (let i = 0; i < n; i++) expectOk(await request(p.agent, p.json.url, { method: 'POST', headers: p.json.headers, body: call(i, 'echo', { text: `cpu ${i}` }) }), `${p.name} cpu`);
+    cpu[p.name] = (cpuMs(ours.workerd) - before) / n;
+  }
+  return { latency: times, cpu };
 }
 
 /** Opens a legacy session; resolves with a function that makes one round trip on it. */
@@ -222,10 +258,35 @@ async function connectOAuth(base, key, as) {
   if (done.status !== 200) throw new Error(`OAuth connect: ${done.status} ${await done.text()}`);
 }
 
+/** The gateway as `tests/e2e/harness.mjs`'s OAuth helpers want it; nothing here is logged by the bench. */
+const gateway = (base) => ({ base, track: () => {} });
+
+/**
+ * The access token path's grant: an OAuth-only client signs in by HTTP as the e2e tests do
+ * (register, GET /oauth/authorize, the consent form with its CSRF cookie and field and the
+ * person's own API key, the code from the 302, POST /oauth/token). Sets `keys.client`,
+ * `keys.access` and `keys.refresh`.
+ */
+async function signInSelf(base, keys) {
+  const redirect = 'http://127.0.0.1:9/callback'; // never visited: the code is read off the 302
+  const { reg, tokens } = await signInByHttp(gateway(base), { redirect, clientName: 'bench', resource: `${base}/mcp/bench-self`, fields: { api_key: SECRETS.upstreamKey } });
+  Object.assign(keys, { client: reg.client_id, access: tokens.access_token, refresh: tokens.refresh_token });
+}
+
+/**
+ * A fresh access token for the run (they live an hour; a long benchmark outlasts one): one refresh
+ * through the started Worker, after its cold request. Updates `keys.access` and `keys.refresh`.
+ */
+export async function renewAccessToken(ours, keys) {
+  const r = await tokenRequest(gateway(ours.base), { grant_type: 'refresh_token', refresh_token: keys.refresh, client_id: keys.client });
+  if (r.status !== 200) throw new Error(`access token refresh: ${r.status} ${JSON.stringify(r.json)}`);
+  Object.assign(keys, { access: r.json.access_token, refresh: r.json.refresh_token });
+}
+
 /**
  * Seeds once (through wrangler's dev port), into the state the runs reuse: mcp-authbridge's
- * upstreams, the subject's value, its keys and the storm's OAuth connection; the same-work Worker's
- * key. Returns the keys.
+ * upstreams, the subject's value, its keys, the storm's OAuth connection and the access token
+ * path's grant; the same-work Worker's key. Returns the keys.
  */
 export async function seed(ws, upstream, oauthMcp, as) {
   const keys = {};
@@ -236,10 +297,12 @@ export async function seed(ws, upstream, oauthMcp, as) {
   await a('PUT', '/upstreams/bench-stream', { url: `${upstream.origin}/stream`, headers, user_fields: [{ name: 'api_key', label: 'API key' }] });
   await a('PUT', '/upstreams/bench-legacy', { url: `${upstream.origin}/legacy/sse`, transport: 'sse', headers, user_fields: [{ name: 'api_key', label: 'API key' }] });
   await a('PUT', '/upstreams/tickets', { url: oauthMcp.url, oauth: {} });
+  await a('PUT', '/upstreams/bench-self', { url: `${upstream.origin}/json`, headers, user_fields: [{ name: 'api_key', label: 'API key' }], sign_in: 'self' });
   await a('PUT', '/subjects/bench/secrets/api_key', { value: SECRETS.upstreamKey });
   keys.ours = (await a('POST', '/keys', { subject: 'bench', upstreams: ['*'] })).key;
   keys.storm = (await a('POST', '/keys', { subject: 'storm', upstreams: ['tickets'] })).key;
   await connectOAuth(ours.devBase, keys.storm, as);
+  await signInSelf(ours.devBase, keys);
   await ours.stop();
   const js = await start('seed-js', ws['JS same-work']);
   const r = await fetch(`${js.devBase}/seed`, { method: 'POST', headers: { authorization: `Bearer ${SECRETS.seedToken}` }, body: JSON.stringify({ subject: 'bench', headers: { 'x-api-key': SECRETS.upstreamKey } }) });

@@ -5,10 +5,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { createHash, randomBytes } from 'node:crypto';
-import { chromium } from 'playwright-core';
 import { listen } from './peers/http_util.mjs';
-import { startGateway, putUpstream, newLink } from './harness.mjs';
+import { startGateway, putUpstream, newLink, launchChromium, oauthRegister, pkce, authorizeUrl, tokenRequest, rawMcp, initialize } from './harness.mjs';
 import { startStreamable } from './peers/ts_servers.mjs';
 import { startOAuthPeers, stopOAuthPeers, oauthSecrets } from './peers/oauth_mcp_server.mjs';
 
@@ -28,10 +26,7 @@ before(async () => {
     headers: { 'X-API-KEY': '{{user.api_key}}' },
     user_fields: [{ name: 'api_key', label: 'Your Tickets API key' }],
   });
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {
@@ -82,18 +77,15 @@ test('a person allows an OAuth-only client on the consent page: the browser land
   // The client's own loopback redirect (a native client such as mcp-remote).
   const landed = [];
   const cb = http.createServer((req, res) => {
-    landed.push(req.url);
+    if (req.url.startsWith('/callback')) landed.push(req.url); // not the favicon the browser may ask for
     res.end('you may close this window');
   });
   const port = await listen(cb);
   try {
     const redirect = `http://127.0.0.1:${port}/callback`;
-    const reg = await (await fetch(gw.base + '/oauth/register', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ redirect_uris: [redirect], client_name: 'Browser client' }) })).json();
-    const verifier = randomBytes(32).toString('base64url');
-    const challenge = createHash('sha256').update(verifier).digest('base64url');
-    const url = new URL(gw.base + '/oauth/authorize');
-    const params = { response_type: 'code', client_id: reg.client_id, redirect_uri: redirect, state: 'b-1', code_challenge: challenge, code_challenge_method: 'S256', resource: gw.base + '/mcp/tickets-self' };
-    for (const [k, v] of Object.entries(params)) url.searchParams.set(k, v);
+    const reg = await oauthRegister(gw, { redirect_uris: [redirect], client_name: 'Browser client' });
+    const { verifier, challenge } = pkce();
+    const url = authorizeUrl(gw, { client_id: reg.client_id, redirect_uri: redirect, state: 'b-1', code_challenge: challenge, resource: gw.base + '/mcp/tickets-self' });
     const page = await browser.newPage();
     await page.goto(url.href);
     assert.match(await page.textContent('main'), /Browser client asks to use tickets-self/);
@@ -105,12 +97,47 @@ test('a person allows an OAuth-only client on the consent page: the browser land
     const code = back.searchParams.get('code');
     gw.track(code);
     assert.equal(landed.length, 1);
-    const token = await (await fetch(gw.base + '/oauth/token', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ grant_type: 'authorization_code', code, client_id: reg.client_id, redirect_uri: redirect, code_verifier: verifier }).toString() })).json();
-    gw.track([token.access_token, token.refresh_token]);
-    const r = await fetch(gw.base + '/mcp/tickets-self', { method: 'POST', headers: { authorization: `Bearer ${token.access_token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'b', version: '1' } } }) });
+    const token = (await tokenRequest(gw, { grant_type: 'authorization_code', code, client_id: reg.client_id, redirect_uri: redirect, code_verifier: verifier })).json;
+    const r = await rawMcp(gw, '/mcp/tickets-self', token.access_token, initialize());
     assert.equal(r.status, 200, await r.text());
     await page.close();
   } finally {
     cb.close();
+  }
+});
+
+test('a person allows a web connector (ChatGPT) on the consent page: the browser follows the answer towards chatgpt.com (no CSP block), stopped there, with code, state and iss', async () => {
+  const redirect = `https://chatgpt.com/connector/oauth/${pkce().verifier.slice(0, 12)}`;
+  const reg = await oauthRegister(gw, { redirect_uris: [redirect], client_name: 'ChatGPT' });
+  const { verifier, challenge } = pkce();
+  const url = authorizeUrl(gw, { client_id: reg.client_id, redirect_uri: redirect, state: 'c-1', code_challenge: challenge, resource: gw.base + '/mcp/tickets-self' });
+  const page = await browser.newPage();
+  const blocked = [];
+  page.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) blocked.push(m.text()); });
+  try {
+    await page.goto(url.href);
+    assert.match(await page.textContent('main'), /ChatGPT asks to use tickets-self/);
+    assert.match(await page.textContent('main'), /sent back to chatgpt\.com/);
+    await page.fill('#api_key', 'typed-in-browser');
+    // The browser issues the request to the connector only if the CSP let it follow the answer;
+    // launchChromium resolves no name, so it goes no further.
+    const [sent] = await Promise.all([
+      page.waitForRequest((r) => r.url().startsWith(redirect), { timeout: 10_000 }),
+      page.click('button[value="allow"]'),
+    ]);
+    assert.deepEqual(blocked, []);
+    const back = new URL(sent.url());
+    assert.equal(back.origin + back.pathname, redirect);
+    assert.equal(back.searchParams.get('state'), 'c-1');
+    assert.equal(back.searchParams.get('iss'), gw.base);
+    const code = back.searchParams.get('code');
+    gw.track(code);
+    assert.ok(sent.redirectedFrom()?.url().startsWith(gw.base + '/oauth/authorize'), 'the 302 that answered the form');
+    const token = await tokenRequest(gw, { grant_type: 'authorization_code', code, client_id: reg.client_id, redirect_uri: redirect, code_verifier: verifier });
+    assert.equal(token.status, 200, JSON.stringify(token.json));
+    const r = await rawMcp(gw, '/mcp/tickets-self', token.json.access_token, initialize());
+    assert.equal(r.status, 200, await r.text());
+  } finally {
+    await page.close();
   }
 });

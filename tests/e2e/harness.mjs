@@ -11,6 +11,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
+import { chromium } from 'playwright-core';
 import { sleep } from './peers/http_util.mjs';
 
 export { sleep };
@@ -355,6 +356,108 @@ export async function finishOAuthConnect(gw, as, { authorize, binding }, user, {
   const done = await oauthCallback(callback, binding);
   return { status: done.status, text: await done.text(), callback };
 }
+
+// ---- The gateway as an authorization server (API.md §5a), walked by HTTP as an OAuth client and
+// the person's browser would. `gw` needs only `base` and `track` (the bench passes its own).
+
+/** POST /oauth/register with the client's metadata; asserts 201 and returns the registration. */
+export async function oauthRegister(gw, metadata) {
+  const r = await fetch(gw.base + '/oauth/register', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(metadata) });
+  const text = await r.text();
+  assert.equal(r.status, 201, text);
+  const reg = JSON.parse(text);
+  gw.track(reg.client_secret);
+  return reg;
+}
+
+/** A PKCE S256 pair. */
+export function pkce() {
+  const verifier = randomBytes(32).toString('base64url');
+  return { verifier, challenge: createHash('sha256').update(verifier).digest('base64url') };
+}
+
+/** The gateway's authorization URL for `params` (response_type and S256 filled in). */
+export function authorizeUrl(gw, params) {
+  const url = new URL(gw.base + '/oauth/authorize');
+  for (const [k, v] of Object.entries({ response_type: 'code', code_challenge_method: 'S256', ...params })) url.searchParams.set(k, v);
+  return url;
+}
+
+/**
+ * Opens the consent page at `url` like a browser, answers it (`decision` allow or deny, with the
+ * upstream's `fields`; a typed `api_key` is tracked), and returns the page's `html` and `csp`, and
+ * the answer's `status` and `location` (a URL, or null), unfollowed.
+ */
+export async function consent(gw, url, fields, decision = 'allow') {
+  const page = await fetch(url);
+  const html = await page.text();
+  assert.equal(page.status, 200, html);
+  const csrf = html.match(/name="csrf" value="([^"]+)"/)[1];
+  const session = html.match(/name="session" value="([^"]+)"/)[1];
+  const cookie = page.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
+  gw.track(fields.api_key);
+  const answer = await fetch(gw.base + '/oauth/authorize', {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie },
+    body: new URLSearchParams({ csrf, session, decision, ...fields }).toString(),
+    redirect: 'manual',
+  });
+  await answer.text();
+  const location = answer.headers.get('location');
+  return { html, csp: page.headers.get('content-security-policy'), status: answer.status, location: location && new URL(location) };
+}
+
+/**
+ * An authorization code for a registered client, as a person allowing it gets one: PKCE pair,
+ * authorization URL for `resource`, consent with `fields`. Asserts the 302 back to exactly
+ * `redirect` with `code`, the `state` sent and `iss` = the gateway's origin. Returns
+ * `{code, verifier, location, page}` (`page`: what consent() saw of the consent page).
+ */
+export async function authorizationCode(gw, { clientId, redirect, resource, fields, state = 'st-' + randomBytes(6).toString('hex') }) {
+  const { verifier, challenge } = pkce();
+  const url = authorizeUrl(gw, { client_id: clientId, redirect_uri: redirect, state, code_challenge: challenge, resource });
+  const page = await consent(gw, url, fields);
+  const { status, location } = page;
+  assert.equal(status, 302);
+  assert.equal(location.origin + location.pathname, redirect, 'back to the registered redirect URI');
+  const code = location.searchParams.get('code');
+  gw.track(code);
+  assert.ok(code, `a code: ${location}`);
+  assert.equal(location.searchParams.get('state'), state);
+  assert.equal(location.searchParams.get('iss'), gw.base);
+  return { code, verifier, location, page };
+}
+
+/** POST /oauth/token with form `params`; returns `{status, json, headers}`, tokens tracked. */
+export async function tokenRequest(gw, params) {
+  const r = await fetch(gw.base + '/oauth/token', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(params).toString() });
+  const json = await r.json();
+  gw.track([json.access_token, json.refresh_token]);
+  return { status: r.status, json, headers: r.headers };
+}
+
+/**
+ * The whole flow of an OAuth-only client by HTTP, for `resource` (an MCP URL of the gateway):
+ * registration with `redirect` (and `client_name`), authorization code (authorizationCode's
+ * checks), the code redeemed. Returns `{reg, tokens, page}`.
+ */
+export async function signInByHttp(gw, { redirect, clientName, resource, fields }) {
+  const reg = await oauthRegister(gw, { redirect_uris: [redirect], ...(clientName ? { client_name: clientName } : {}) });
+  const { code, verifier, page } = await authorizationCode(gw, { clientId: reg.client_id, redirect, resource, fields });
+  const t = await tokenRequest(gw, { grant_type: 'authorization_code', code, client_id: reg.client_id, redirect_uri: redirect, code_verifier: verifier });
+  assert.equal(t.status, 200, JSON.stringify(t.json));
+  return { reg, tokens: t.json, page };
+}
+
+/**
+ * Debian's headless Chromium (scripts/setup.sh installs it), driven by playwright-core. It resolves
+ * no host name at all (tests use 127.0.0.1 only), so a page sent to a real site (a connector's
+ * https redirect) stops there with ERR_NAME_NOT_RESOLVED and nothing leaves the machine.
+ */
+export const launchChromium = () => chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1'],
+});
 
 /** The Python interpreter of the venv scripts/setup.sh made for the Python MCP peers. */
 export const PYTHON = path.join(process.env.MAB_CACHE || path.join(os.homedir(), '.cache/mcp-authbridge'), 'venv/bin/python');

@@ -2,22 +2,31 @@
 // clients (the design contract's §6): the upstream setting `sign_in`, RFC 9728 and RFC 8414
 // metadata, the 401 challenge that starts a client's flow, and RFC 7591 registration (bounded,
 // limited per client address, usable at once). The official TypeScript SDK's own discovery and
-// registration functions are the client: they validate what the gateway publishes.
+// registration functions are the client: they validate what the gateway publishes. Then the
+// whole flow: the SDK client with its OAuth provider, and the web connectors (Claude.ai's and
+// ChatGPT's redirect URIs) walked by HTTP to their final redirect; the token endpoint's rules;
+// consent refusals. (mcp-remote, a real native client, is in mcp_remote.test.mjs.)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import {
   discoverOAuthProtectedResourceMetadata, discoverAuthorizationServerMetadata, registerClient, extractResourceMetadataUrl,
   UnauthorizedError,
 } from '@modelcontextprotocol/sdk/client/auth.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { startGateway, rawMcp, initialize, putUpstream, whoami, callTool } from './harness.mjs';
+import {
+  startGateway, rawMcp, mcpAnswer, initialize, putUpstream, whoami, callTool,
+  oauthRegister, pkce, authorizeUrl, consent, authorizationCode, tokenRequest, signInByHttp,
+} from './harness.mjs';
 import { startStreamable } from './peers/ts_servers.mjs';
 
 let gw;
 let upstream;
 const TYPED = 'person-typed-key-' + randomBytes(8).toString('hex');
+// The web connectors' redirect URIs: Claude.ai's, and ChatGPT's (one per connector).
+const CLAUDE_REDIRECT = 'https://claude.ai/api/mcp/auth_callback';
+const CHATGPT_REDIRECT = `https://chatgpt.com/connector/oauth/${randomBytes(8).toString('hex')}`;
 
 /** An OAuth client provider for the SDK client whose "browser" is the test: it keeps what the
  * SDK hands it, and the authorization URL for the test to walk. */
@@ -41,44 +50,10 @@ class TestProvider {
   codeVerifier() { return this.verifier; }
 }
 
-/** Opens the consent page at `url` like a browser, answers it, and returns the redirect. */
-async function consent(url, fields, decision = 'allow') {
-  const page = await fetch(url);
-  const html = await page.text();
-  assert.equal(page.status, 200, html);
-  const csrf = html.match(/name="csrf" value="([^"]+)"/)[1];
-  const session = html.match(/name="session" value="([^"]+)"/)[1];
-  const cookie = page.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
-  if (fields.api_key) gw.track(fields.api_key);
-  const answer = await fetch(gw.base + '/oauth/authorize', {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie },
-    body: new URLSearchParams({ csrf, session, decision, ...fields }).toString(),
-    redirect: 'manual',
-  });
-  await answer.text();
-  return { html, status: answer.status, location: answer.headers.get('location') && new URL(answer.headers.get('location')) };
-}
+/** A code for `clientId` (registered with `redirect`) by HTTP, the person allowing with their own key. */
+const codeFor = (clientId, redirect, upstreamPath = '/mcp/tickets-self') => authorizationCode(gw, { clientId, redirect, resource: gw.base + upstreamPath, fields: { api_key: TYPED } });
 
-const b64url = (buf) => buf.toString('base64url');
-
-/** A code for `clientId` by hand: PKCE pair, authorization URL, consent. */
-async function codeFor(clientId, redirect, upstreamPath = '/mcp/tickets-self') {
-  const verifier = b64url(randomBytes(32));
-  const challenge = b64url(createHash('sha256').update(verifier).digest());
-  const url = new URL(gw.base + '/oauth/authorize');
-  for (const [k, v] of Object.entries({ response_type: 'code', client_id: clientId, redirect_uri: redirect, state: 'st-1', code_challenge: challenge, code_challenge_method: 'S256', resource: gw.base + upstreamPath })) url.searchParams.set(k, v);
-  const { location } = await consent(url, { api_key: TYPED });
-  gw.track(location.searchParams.get('code'));
-  return { code: location.searchParams.get('code'), verifier };
-}
-
-const tokenCall = async (params) => {
-  const r = await fetch(gw.base + '/oauth/token', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(params).toString() });
-  const json = await r.json();
-  if (json.access_token) gw.track([json.access_token, json.refresh_token]);
-  return { status: r.status, json, headers: r.headers };
-};
+const tokenCall = (params) => tokenRequest(gw, params);
 
 before(async () => {
   gw = await startGateway();
@@ -195,7 +170,7 @@ test('the official SDK client signs in with its OAuth provider: discovery, regis
   assert.ok(provider.info.client_id.startsWith('mabc_'), 'registered by DCR');
   const authorize = provider.authorizationUrl;
   assert.equal(authorize.searchParams.get('resource'), url.href);
-  const { html, status, location } = await consent(authorize, { api_key: TYPED });
+  const { html, status, location } = await consent(gw, authorize, { api_key: TYPED });
   assert.match(html, /e2e SDK client/);
   assert.match(html, /127\.0\.0\.1/);
   assert.equal(status, 302);
@@ -215,12 +190,42 @@ test('the official SDK client signs in with its OAuth provider: discovery, regis
   await client.close();
 });
 
+/**
+ * A web connector (`name`, registered with its https `redirect`) signs in by HTTP: registration,
+ * authorize, consent with the person's own key, the 302 to its redirect with code, state and iss
+ * (not followed: the redirect is the connector's, not ours), the code redeemed; then tools/list and
+ * tools/call with the access token reach the upstream with that key.
+ */
+async function connectorSignsIn(name, redirect) {
+  const resource = gw.base + '/mcp/tickets-self';
+  const { tokens, page } = await signInByHttp(gw, { redirect, clientName: name, resource, fields: { api_key: TYPED } });
+  const text = page.html.replace(/<[^>]+>/g, '');
+  assert.match(text, new RegExp(`${name} asks to use tickets-self`));
+  assert.ok(text.includes(`you are sent back to ${new URL(redirect).host}`), 'names the host it sends the person back to');
+  assert.ok(page.csp.includes(`form-action 'self' ${new URL(redirect).origin};`), `a browser may follow the answer to the connector: ${page.csp}`);
+  assert.match(tokens.access_token, /^maba_/);
+  assert.equal(tokens.token_type, 'Bearer');
+  assert.equal(tokens.scope, 'mcp');
+  const list = await mcpAnswer(gw, '/mcp/tickets-self', tokens.access_token, { jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} });
+  assert.equal(list.status, 200, list.text);
+  assert.ok(list.json.result.tools.some((t) => t.name === 'whoami'), list.text);
+  const call = await mcpAnswer(gw, '/mcp/tickets-self', tokens.access_token, callTool(2, 'whoami'));
+  assert.equal(call.status, 200, call.text);
+  const seen = JSON.parse(call.json.result.content[0].text);
+  assert.equal(seen['x-api-key'], TYPED, 'the person\'s own key at the upstream');
+  assert.equal(seen.authorization, undefined, 'the connector\'s token never goes upstream');
+}
+
+test('Claude.ai: registered with its redirect, walked to the final redirect (code, state, iss), the code redeemed, tools/list and tools/call with the token', () => connectorSignsIn('Claude', CLAUDE_REDIRECT));
+
+test('ChatGPT: registered with a connector redirect (chatgpt.com/connector/oauth/…), walked to the final redirect (code, state, iss), the code redeemed, tools/list and tools/call with the token', () => connectorSignsIn('ChatGPT', CHATGPT_REDIRECT));
+
 test('token endpoint rules: a reused code revokes its grant, wrong verifier or redirect URI refused, refresh rotation with one retry, reuse revokes, a token for A refused on B', async () => {
-  const reg = await (await fetch(gw.base + '/oauth/register', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ redirect_uris: ['https://claude.ai/api/mcp/auth_callback'], client_name: 'Claude' }) })).json();
-  const redirect = 'https://claude.ai/api/mcp/auth_callback';
+  const redirect = CLAUDE_REDIRECT;
+  const reg = await oauthRegister(gw, { redirect_uris: [redirect], client_name: 'Claude' });
   // Wrong verifier, then wrong redirect URI: refused (and each code is spent? no: refused codes stay unredeemed).
   const a = await codeFor(reg.client_id, redirect);
-  const wrongVerifier = await tokenCall({ grant_type: 'authorization_code', code: a.code, client_id: reg.client_id, redirect_uri: redirect, code_verifier: b64url(randomBytes(32)) });
+  const wrongVerifier = await tokenCall({ grant_type: 'authorization_code', code: a.code, client_id: reg.client_id, redirect_uri: redirect, code_verifier: pkce().verifier });
   assert.equal(wrongVerifier.status, 400);
   assert.equal(wrongVerifier.json.error, 'invalid_grant');
   const wrongRedirect = await tokenCall({ grant_type: 'authorization_code', code: a.code, client_id: reg.client_id, redirect_uri: redirect + '/x', code_verifier: a.verifier });
@@ -260,11 +265,9 @@ test('token endpoint rules: a reused code revokes its grant, wrong verifier or r
 });
 
 test('consent: denial goes back with access_denied; a hostile client name is shown escaped; a request for an upstream without sign-in goes back with invalid_target', async () => {
-  const reg = await (await fetch(gw.base + '/oauth/register', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ redirect_uris: ['http://127.0.0.1:4000/cb'], client_name: '<img src=x onerror=alert(1)>' }) })).json();
-  const url = new URL(gw.base + '/oauth/authorize');
-  const params = { response_type: 'code', client_id: reg.client_id, redirect_uri: 'http://127.0.0.1:4111/cb', state: 's2', code_challenge: b64url(createHash('sha256').update('v'.repeat(43)).digest()), code_challenge_method: 'S256', resource: gw.base + '/mcp/tickets-self' };
-  for (const [k, v] of Object.entries(params)) url.searchParams.set(k, v);
-  const denied = await consent(url, {}, 'deny');
+  const reg = await oauthRegister(gw, { redirect_uris: ['http://127.0.0.1:4000/cb'], client_name: '<img src=x onerror=alert(1)>' });
+  const url = authorizeUrl(gw, { client_id: reg.client_id, redirect_uri: 'http://127.0.0.1:4111/cb', state: 's2', code_challenge: pkce().challenge, resource: gw.base + '/mcp/tickets-self' });
+  const denied = await consent(gw, url, {}, 'deny');
   assert.ok(!denied.html.includes('<img src=x'), 'escaped');
   assert.match(denied.html, /&lt;img src=x onerror=alert\(1\)&gt;/);
   assert.equal(denied.status, 302);

@@ -9,13 +9,13 @@ use crate::connect::{
     seal_values, to_sign_in,
 };
 use crate::core::authorize::client::{
-    classify_client_id, register as check_registration, ClientId, Registration, CLIENT_ID_PREFIX,
-    MAX_REGISTRATION_BYTES,
+    classify_client_id, metadata_document, register as check_registration, ClientId, Registration,
+    CLIENT_ID_PREFIX, MAX_REGISTRATION_BYTES,
 };
 use crate::core::authorize::consent::{consent_page, pasted_link, LinkRef, Session, Step, SESSION_MS};
 use crate::core::authorize::grant::ACCESS_TOKEN_S;
 use crate::core::authorize::metadata;
-use crate::core::authorize::request::{back_to_client, check, client_of, Refused};
+use crate::core::authorize::request::{back_to_client, check, client_of, wants_json, Refused};
 use crate::core::connect::{
     form_value, page_csp, page_csp_redirecting_to, validate_form, FormErrors, LinkRecord,
 };
@@ -28,7 +28,9 @@ use crate::core::throttle::Verdict;
 use crate::core::upstream::{SignIn, Upstream};
 use crate::error::Error;
 use crate::http;
-use crate::rt::{now_ms, random_bytes};
+use crate::oauth_client::oauth_timeout;
+use crate::outbound::{oauth_request, OAuthRequest};
+use crate::rt::{cached_client_document, now_ms, random_bytes, remember_client_document};
 use crate::store::protocol::{
     CompleteLink, CreateLink, IssuedCode, LinkOutcome, RedeemCode, Redeemed, RegistrationAttempt,
     RotateRefresh, Rotated,
@@ -36,7 +38,7 @@ use crate::store::protocol::{
 use crate::store::schema::registration_guard_name;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use worker::{Request, Response};
+use worker::{Method, Request, Response};
 
 /// The upstream `{id}` when OAuth-only clients may sign in for it.
 async fn signing_in(app: &App, id: &str) -> Result<Option<Upstream>, Error> {
@@ -107,12 +109,46 @@ pub async fn register(app: &App, mut req: Request) -> Result<Response, Error> {
     Ok(http::json(201, &answer))
 }
 
-/// A registered client's registration, opened from its client id; `None` for any other id.
-/// (Client ID Metadata Documents are not fetched yet.)
-fn registration_of(app: &App, client_id: &str) -> Result<Option<Registration>, Error> {
-    let ClientId::Registered(sealed) = classify_client_id(client_id) else { return Ok(None) };
-    let opened = app.keyring()?.open(&Context::GatewayClient, &Sealed::stored(sealed.to_string()));
-    Ok(opened.ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+/// A client's registration: opened from a client id registered here, or the Client ID Metadata
+/// Document its URL serves (fetched under the SSRF policy, redirects not followed, bounded in
+/// time and size, kept 5 minutes per isolate); `None` for any other id, or a document that does
+/// not check out (`core::authorize::client::metadata_document`).
+async fn registration_of(app: &App, client_id: &str) -> Result<Option<Registration>, Error> {
+    match classify_client_id(client_id, app.config.allow_private_upstreams) {
+        ClientId::Registered(sealed) => {
+            let opened = app.keyring()?.open(&Context::GatewayClient, &Sealed::stored(sealed.to_string()));
+            Ok(opened.ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+        }
+        ClientId::MetadataDocument(_) => Ok(client_document(app, client_id).await),
+        ClientId::Unknown => Ok(None),
+    }
+}
+
+async fn client_document(app: &App, url: &str) -> Option<Registration> {
+    if let Some(client) = cached_client_document(url) {
+        return Some(client);
+    }
+    let request =
+        OAuthRequest { method: Method::Get, url, content_type: None, authorization: None, body: None };
+    let fetched =
+        oauth_request(request, app.config.allow_private_upstreams, oauth_timeout(&app.config)).await;
+    let checked = match fetched {
+        Ok(answer) if answer.status == 200 => {
+            metadata_document(&answer.body, url, now_ms()).map_err(|e| e.description)
+        }
+        Ok(answer) => Err(format!("it answered {}", answer.status)),
+        Err(e) => Err(e.to_string()),
+    };
+    match checked {
+        Ok(client) => {
+            remember_client_document(url, client.clone());
+            Some(client)
+        }
+        Err(why) => {
+            worker::console_warn!("mcp-authbridge: client metadata document {url} refused: {why}");
+            None
+        }
+    }
 }
 
 /// A refusal before the redirect URI is trusted: a page, never a redirect.
@@ -144,7 +180,14 @@ pub async fn authorize_page(app: &App, req: &Request) -> Result<Response, Error>
         Ok(pair) => pair,
         Err(r) => return Ok(answer_refusal(app, r)),
     };
-    let Some(registration) = registration_of(app, &client_id)? else {
+    let Some(registration) = registration_of(app, &client_id).await? else {
+        if wants_json(http::header(req, "accept").as_deref()) {
+            return Err(token_error(
+                400,
+                "invalid_client",
+                "this client is not registered here: register again",
+            ));
+        }
         return Ok(refused_page("The application is not registered with this gateway."));
     };
     let authorization = match check(&query, &client_id, &redirect_uri, &registration, &app.public_origin) {
@@ -322,7 +365,7 @@ fn token_error(status: u16, error: &'static str, description: &str) -> Error {
 
 /// The client of a token request, authenticated: `client_id` (form or HTTP Basic, RFC 6749
 /// §2.3.1) naming a registration here, and its secret for a confidential one.
-fn token_client(
+async fn token_client(
     app: &App,
     req: &Request,
     form: &[(String, String)],
@@ -345,7 +388,7 @@ fn token_client(
         None => (field("client_id").unwrap_or_default(), field("client_secret")),
     };
     let invalid = || token_error(401, "invalid_client", "unknown client, or its authentication failed");
-    let registration = registration_of(app, &client_id)?.ok_or_else(invalid)?;
+    let registration = registration_of(app, &client_id).await?.ok_or_else(invalid)?;
     if let Some(expected) = &registration.secret_hash {
         if !secret.is_some_and(|s| expected.matches(&s)) {
             return Err(invalid());
@@ -358,7 +401,7 @@ fn token_client(
 /// subject's store they route to; the answer is never cached.
 pub async fn token(app: &App, mut req: Request) -> Result<Response, Error> {
     let form = read_form(&mut req).await?;
-    let (client_id, registration) = token_client(app, &req, &form)?;
+    let (client_id, registration) = token_client(app, &req, &form).await?;
     let field = |name: &str| form_value(&form, name).unwrap_or_default().to_string();
     let invalid_grant = |why: &str| token_error(400, "invalid_grant", why);
     let (routing, store, answer) = match field("grant_type").as_str() {

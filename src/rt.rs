@@ -1,11 +1,13 @@
 //! The runtime leaf: the few effects every part of the glue may use — the clock, randomness,
-//! and the isolate's configuration and keyring (read once per isolate). It imports nothing of
-//! the glue but the error type, so anything may import it.
+//! the isolate's configuration and keyring (read once per isolate), and its cache of Client ID
+//! Metadata Documents. It imports nothing of the glue but the error type, so anything may import it.
 
+use crate::core::authorize::client::Registration;
+use crate::core::cache::TtlCache;
 use crate::core::config::{Config, Encryption};
 use crate::core::seal::{development_key, Keyring};
 use crate::error::Error;
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use worker::Env;
@@ -34,6 +36,22 @@ thread_local! {
     // An isolate runs one version of the Worker with one set of vars and secrets: read once.
     static CONFIG: OnceCell<Rc<Config>> = const { OnceCell::new() };
     static KEYRING: OnceCell<Rc<Keyring>> = const { OnceCell::new() };
+    static CLIENT_DOCUMENTS: RefCell<TtlCache<Registration>> =
+        RefCell::new(TtlCache::new(CLIENT_DOCUMENT_MS, CLIENT_DOCUMENTS_KEPT));
+}
+
+/// How long a fetched Client ID Metadata Document is trusted without fetching it again, and how
+/// many an isolate keeps.
+const CLIENT_DOCUMENT_MS: u64 = 5 * 60 * 1000;
+const CLIENT_DOCUMENTS_KEPT: usize = 64;
+
+/// The client a metadata document at `url` described, fetched less than 5 minutes ago here.
+pub fn cached_client_document(url: &str) -> Option<Registration> {
+    CLIENT_DOCUMENTS.with(|c| c.borrow().get(url, now_ms()))
+}
+
+pub fn remember_client_document(url: &str, client: Registration) {
+    CLIENT_DOCUMENTS.with(|c| c.borrow_mut().write(url, client, now_ms()));
 }
 
 /// The deployment's settings, for the Worker and the subject stores alike.

@@ -383,6 +383,12 @@ export function authorizeUrl(gw, params) {
   return url;
 }
 
+/** Answers an authorization page `page` (openPage's answer) with `fields`, as its browser. */
+export function answerAuthorization(gw, page, fields) {
+  const session = page.html.match(/name="session" value="([^"]+)"/)[1];
+  return submit(gw, gw.base + '/oauth/authorize', { csrf: page.csrf, session, ...fields }, page.cookie);
+}
+
 /**
  * Opens the consent page at `url` like a browser, answers it (`decision` allow or deny, with the
  * upstream's `fields`; a typed `api_key` is tracked), and returns the page's `html` and `csp`, and
@@ -538,34 +544,3 @@ export const whoamiVia = async (url, key) => whoamiOnce(await sdkClient(url, key
 /** The same over the legacy HTTP+SSE transport. */
 export const legacyWhoamiVia = async (url, key) => whoamiOnce(await sdkLegacyClient(url, key));
 
-// ---- The gateway as an authorization server (API.md §6), as an OAuth client uses it.
-
-/** POST /oauth/register for a public client with `redirect`: the registration answer. */
-export async function registerOAuthClient(gw, redirect, clientName = 'e2e client') {
-  const r = await fetch(gw.base + '/oauth/register', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ redirect_uris: [redirect], client_name: clientName }) });
-  assert.equal(r.status, 201);
-  return r.json();
-}
-
-/** An authorization request for `resource` (a path such as `/mcp/x`): its URL and PKCE verifier. */
-export function authorizationRequest(gw, clientId, redirect, resource, state = 'st-' + randomBytes(4).toString('hex')) {
-  const verifier = randomBytes(32).toString('base64url');
-  const challenge = createHash('sha256').update(verifier).digest('base64url');
-  const url = new URL(gw.base + '/oauth/authorize');
-  for (const [k, v] of Object.entries({ response_type: 'code', client_id: clientId, redirect_uri: redirect, state, code_challenge: challenge, code_challenge_method: 'S256', resource: gw.base + resource })) url.searchParams.set(k, v);
-  return { url, verifier, state };
-}
-
-/** Answers the authorization page `page` (openPage's answer) with `fields`, as its browser. */
-export function answerAuthorization(gw, page, fields) {
-  const session = page.html.match(/name="session" value="([^"]+)"/)[1];
-  return submit(gw, gw.base + '/oauth/authorize', { csrf: page.csrf, session, ...fields }, page.cookie);
-}
-
-/** POST /oauth/token with `params`: `{status, json}`; issued tokens are tracked. */
-export async function tokenRequest(gw, params) {
-  const r = await fetch(gw.base + '/oauth/token', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(params).toString() });
-  const json = await r.json();
-  if (json.access_token) gw.track([json.access_token, json.refresh_token]);
-  return { status: r.status, json, headers: r.headers };
-}

@@ -97,7 +97,7 @@ test('metadata: the SDK client discovers the resource and the gateway as its aut
   assert.deepEqual(asm.code_challenge_methods_supported, ['S256']);
   assert.equal(asm.registration_endpoint, gw.base + '/oauth/register');
   assert.ok(asm.token_endpoint_auth_methods_supported.includes('none'));
-  assert.equal(asm.client_id_metadata_document_supported, false, 'not built yet: clients register');
+  assert.equal(asm.client_id_metadata_document_supported, true);
   assert.equal(asm.revocation_endpoint, undefined, 'not built yet');
   assert.equal(asm.authorization_response_iss_parameter_supported, true);
   assert.equal((await fetch(gw.base + '/.well-known/oauth-protected-resource/mcp/keys-only')).status, 404, 'no sign-in, no metadata');

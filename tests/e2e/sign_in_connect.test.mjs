@@ -2,15 +2,18 @@
 // sign-in `link` (the person pastes a connect link the operator minted; the grant and the
 // connection are the link's subject's) and an upstream with its own OAuth (oidc-provider)
 // chained inside the flow: consent, the upstream's sign-in page, the gateway's callback, then
-// back to the MCP client with a code that works on /mcp.
+// back to the MCP client with a code that works on /mcp. Also: clients named by a Client ID
+// Metadata Document, and the JSON refusal a program gets for a client id the gateway does not know.
 import { test, before, after } from 'node:test';
+import http from 'node:http';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import {
   startGateway, putUpstream, newLink, openPage, mcpAnswer, callTool, withCookies, oauthCallback,
-  registerOAuthClient, authorizationRequest, answerAuthorization, tokenRequest,
+  oauthRegister, pkce, authorizeUrl, answerAuthorization, tokenRequest,
 } from './harness.mjs';
 import { startStreamable } from './peers/ts_servers.mjs';
+import { served } from './peers/http_util.mjs';
 import { startOAuthPeers, stopOAuthPeers, oauthSecrets } from './peers/oauth_mcp_server.mjs';
 
 let gw;
@@ -38,6 +41,17 @@ after(async () => {
   await gw?.stop();
 });
 
+/** A registered public client with the test's redirect URI. */
+const registered = (name) => oauthRegister(gw, { redirect_uris: [REDIRECT], client_name: name });
+
+/** An authorization request of `client` for `resource`: its URL, PKCE verifier and state. */
+function authorizationRequest(client, resource) {
+  const { verifier, challenge } = pkce();
+  const state = 'st-' + randomBytes(4).toString('hex');
+  const url = authorizeUrl(gw, { client_id: client.client_id, redirect_uri: REDIRECT, state, code_challenge: challenge, resource: gw.base + resource });
+  return { url, verifier, state };
+}
+
 /** The code in the redirect back to the client, checked (`iss`, `state`), redeemed: the token answer. */
 async function redeemAt(location, client, request) {
   const back = new URL(location);
@@ -59,8 +73,8 @@ const whoamiWith = async (path, token) => {
 };
 
 test('sign-in "link": the person pastes the connect link, consent names its subject, the form connects that subject, and the client\'s token reaches the upstream with the typed key', async () => {
-  const client = await registerOAuthClient(gw, REDIRECT, 'Link client');
-  const request = authorizationRequest(gw, client.client_id, REDIRECT, '/mcp/keyed-link');
+  const client = await registered('Link client');
+  const request = authorizationRequest(client, '/mcp/keyed-link');
   const first = await openPage(request.url);
   assert.equal(first.status, 200, first.html);
   assert.match(first.html, /name="link"/);
@@ -124,8 +138,8 @@ async function allowOAuth(request, fields = {}) {
 }
 
 test('sign-in "self" with an OAuth upstream: consent, the upstream\'s sign-in, the gateway\'s callback, back to the client with a code whose token reaches the upstream as that person', async () => {
-  const client = await registerOAuthClient(gw, REDIRECT, 'Self client');
-  const request = authorizationRequest(gw, client.client_id, REDIRECT, '/mcp/tickets-self');
+  const client = await registered('Self client');
+  const request = authorizationRequest(client, '/mcp/tickets-self');
   const { authorize, binding, html } = await allowOAuth(request);
   assert.match(html, /a new account of its own/);
   const callback = await as.completeLogin(authorize, { user: 'zoe' });
@@ -142,10 +156,10 @@ test('sign-in "self" with an OAuth upstream: consent, the upstream\'s sign-in, t
 });
 
 test('sign-in "link" with an OAuth upstream: the grant is the link\'s subject\'s; denying at the upstream sends the client access_denied', async () => {
-  const client = await registerOAuthClient(gw, REDIRECT, 'Link OAuth client');
+  const client = await registered('Link OAuth client');
   const link = await newLink(gw, 'bob', 'tickets-link');
   gw.trackLink(link.url);
-  const request = authorizationRequest(gw, client.client_id, REDIRECT, '/mcp/tickets-link');
+  const request = authorizationRequest(client, '/mcp/tickets-link');
   const flow = await allowOAuth(request, { link: link.url });
   assert.match(flow.html, /the account of <strong>bob<\/strong>/);
   const callback = await as.completeLogin(flow.authorize, { user: 'bob-at-idp' });
@@ -158,7 +172,7 @@ test('sign-in "link" with an OAuth upstream: the grant is the link\'s subject\'s
   assert.equal(conns.json.items.find((c) => c.upstream === 'tickets-link')?.status, 'connected');
 
   // A person who denies at the upstream: the client hears access_denied, with its state.
-  const denying = authorizationRequest(gw, client.client_id, REDIRECT, '/mcp/tickets-self');
+  const denying = authorizationRequest(client, '/mcp/tickets-self');
   const started = await allowOAuth(denying);
   const deniedCallback = await as.completeLogin(started.authorize, { deny: true });
   const denied = await oauthCallback(deniedCallback, started.binding);
@@ -168,4 +182,48 @@ test('sign-in "link" with an OAuth upstream: the grant is the link\'s subject\'s
   assert.equal(location.searchParams.get('state'), denying.state);
   assert.equal(location.searchParams.get('iss'), gw.base);
   assert.equal(location.searchParams.get('code'), null);
+});
+
+test('a client named by its Client ID Metadata Document: fetched, must name itself, shown on consent; its code redeems with the URL as client_id; a program presenting an unknown client id gets invalid_client as JSON', async () => {
+  const documents = new Map();
+  const docs = await served(http.createServer((req, res) => {
+    const doc = documents.get(req.url);
+    res.writeHead(doc ? 200 : 404, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(doc ?? {}));
+  }), '/');
+  try {
+    const clientId = docs.origin + '/client.json';
+    documents.set('/client.json', { client_id: clientId, client_name: 'Document client', redirect_uris: [REDIRECT], token_endpoint_auth_method: 'none' });
+    documents.set('/impostor.json', { client_id: docs.origin + '/client.json', client_name: 'Impostor', redirect_uris: [REDIRECT] });
+    const link = await newLink(gw, 'carol', 'keyed-link');
+    gw.trackLink(link.url);
+    const request = authorizationRequest({ client_id: clientId }, '/mcp/keyed-link');
+    const first = await openPage(request.url);
+    assert.equal(first.status, 200, first.html);
+    assert.match(first.html, /Document client/);
+    const pasted = await answerAuthorization(gw, first, { decision: 'allow', link: link.url });
+    const consent = { html: await pasted.text(), csrf: first.csrf, cookie: withCookies(first.cookie, pasted.headers) };
+    const allowed = await answerAuthorization(gw, consent, { decision: 'allow', api_key: ALICE_KEY });
+    assert.equal(allowed.status, 302);
+    const tokens = await redeemAt(allowed.headers.get('location'), { client_id: clientId }, request);
+    assert.equal((await whoamiWith('/mcp/keyed-link', tokens.access_token))['x-api-key'], ALICE_KEY);
+
+    // A document that names another URL as its client_id, or none at all: not a client.
+    for (const path of ['/impostor.json', '/missing.json']) {
+      const page = await openPage(authorizationRequest({ client_id: docs.origin + path }, '/mcp/keyed-link').url);
+      assert.equal(page.status, 400, path);
+      assert.match(page.html, /not registered/);
+    }
+    // A program (Accept: JSON) with a client id the gateway does not know gets invalid_client as
+    // JSON, and registers again (mcp-remote does); a browser gets the page.
+    const stale = authorizationRequest({ client_id: 'mabc_v1.gone.stale' }, '/mcp/keyed-link').url;
+    const program = await fetch(stale, { headers: { accept: 'application/json' }, redirect: 'manual' });
+    assert.equal(program.status, 400);
+    assert.equal((await program.json()).error, 'invalid_client');
+    const person = await fetch(stale, { headers: { accept: 'text/html,*/*' }, redirect: 'manual' });
+    assert.equal(person.status, 400);
+    assert.match(await person.text(), /not registered/);
+  } finally {
+    docs.close();
+  }
 });

@@ -198,13 +198,15 @@ pub enum ClientId<'a> {
     Unknown,
 }
 
-pub fn classify_client_id(client_id: &str) -> ClientId<'_> {
+/// `allow_http`: also an http URL (`ALLOW_PRIVATE_UPSTREAMS`, local development and tests only;
+/// the documents' own rules still apply).
+pub fn classify_client_id(client_id: &str, allow_http: bool) -> ClientId<'_> {
     if let Some(sealed) = client_id.strip_prefix(CLIENT_ID_PREFIX) {
         return ClientId::Registered(sealed);
     }
     match Url::parse(client_id) {
         Ok(url)
-            if url.scheme() == "https"
+            if (url.scheme() == "https" || (allow_http && url.scheme() == "http"))
                 && url.path() != "/"
                 && url.fragment().is_none()
                 && url.username().is_empty() =>
@@ -317,11 +319,14 @@ mod tests {
         let confidential = json!({"client_id": url, "redirect_uris": ["https://app.example/cb"], "token_endpoint_auth_method": "client_secret_basic"}).to_string();
         assert!(metadata_document(confidential.as_bytes(), url, 0).is_err());
         assert!(metadata_document(&vec![b' '; MAX_REGISTRATION_BYTES + 1], url, 0).is_err());
-        assert_eq!(classify_client_id("mabc_v1.k.x"), ClientId::Registered("v1.k.x"));
-        assert!(matches!(classify_client_id(url), ClientId::MetadataDocument(_)));
+        assert_eq!(classify_client_id("mabc_v1.k.x", false), ClientId::Registered("v1.k.x"));
+        assert!(matches!(classify_client_id(url, false), ClientId::MetadataDocument(_)));
         for unknown in ["https://app.example/", "http://app.example/c.json", "abc", "https://app.example/c#x"]
         {
-            assert_eq!(classify_client_id(unknown), ClientId::Unknown, "{unknown}");
+            assert_eq!(classify_client_id(unknown, false), ClientId::Unknown, "{unknown}");
         }
+        let local = "http://127.0.0.1:9/client.json";
+        assert!(matches!(classify_client_id(local, true), ClientId::MetadataDocument(_)));
+        assert_eq!(classify_client_id(local, false), ClientId::Unknown);
     }
 }

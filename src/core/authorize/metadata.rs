@@ -22,9 +22,9 @@ pub fn protected_resource(public_origin: &str, resource_path: &str) -> Value {
     })
 }
 
-/// RFC 8414 metadata: the issuer is the gateway's origin. It advertises only what is built:
-/// no revocation endpoint and no Client ID Metadata Documents yet (docs/API.md §7), so clients
-/// register (RFC 7591) instead.
+/// RFC 8414 metadata: the issuer is the gateway's origin. Clients register (RFC 7591) or name
+/// their Client ID Metadata Document (an https `client_id`). No revocation endpoint yet
+/// (docs/API.md §7).
 pub fn authorization_server(public_origin: &str) -> Value {
     json!({
         "issuer": public_origin,
@@ -36,7 +36,7 @@ pub fn authorization_server(public_origin: &str) -> Value {
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": ["none", "client_secret_post", "client_secret_basic"],
         "scopes_supported": [SCOPE],
-        "client_id_metadata_document_supported": false,
+        "client_id_metadata_document_supported": true,
         "authorization_response_iss_parameter_supported": true,
     })
 }

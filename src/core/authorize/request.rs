@@ -31,6 +31,15 @@ pub enum Refused {
     Redirect { redirect_uri: String, state: Option<String>, error: &'static str, description: &'static str },
 }
 
+/// Whether a request refused before its redirect URI is trusted came from a program rather than
+/// a browser (`Accept` names JSON, not HTML): it gets the error as JSON, so a client can tell
+/// that this gateway no longer knows its registration (e.g. after the key that sealed it was
+/// retired) and register again, as mcp-remote does on `invalid_client`; a person gets a page.
+pub fn wants_json(accept: Option<&str>) -> bool {
+    let accept = accept.unwrap_or_default().to_ascii_lowercase();
+    accept.contains("application/json") && !accept.contains("text/html")
+}
+
 /// The upstream a `resource` names: `{public_origin}/mcp/{id}` or `{public_origin}/sse/{id}`.
 pub fn resource_upstream(public_origin: &str, resource: &str) -> Option<UpstreamId> {
     let rest = resource.strip_prefix(public_origin)?;
@@ -244,5 +253,13 @@ mod tests {
         assert!(!pkce_matches("short", CHALLENGE));
         let back = back_to_client("http://127.0.0.1:9/cb?x=1", &[("code", "c"), ("state", "s")], GW).unwrap();
         assert_eq!(back, "http://127.0.0.1:9/cb?x=1&code=c&state=s&iss=https%3A%2F%2Fgw.example");
+    }
+
+    #[test]
+    fn programs_get_json_people_get_a_page() {
+        assert!(wants_json(Some("application/json")));
+        assert!(!wants_json(Some("text/html,application/xhtml+xml,application/json;q=0.9")));
+        assert!(!wants_json(Some("*/*")));
+        assert!(!wants_json(None));
     }
 }

@@ -17,10 +17,11 @@ use crate::error::Error;
 use crate::http;
 use crate::rt::{now_ms, random_bytes};
 use crate::store::protocol::{
-    AdminAttempt, CreateKey, DeleteConnection, Deleted, ListConnections, ListKeys, PutSecret, Reseal,
-    RevokeKey,
+    AdminAttempt, CreateKey, DeleteConnection, Deleted, ListConnections, ListGrants, ListKeys, PutSecret,
+    Reseal, RevokeGrant, RevokeKey,
 };
 use crate::store::schema::{guard_name, parse_config_key, ConfigKey};
+use crate::store::stub::SubjectStoreStub;
 use serde_json::{json, Value};
 use worker::{Request, Response};
 
@@ -275,11 +276,39 @@ pub async fn list_keys(app: &App, req: &Request) -> Result<Response, Error> {
     Ok(items(list.iter().map(KeyRecord::public_view).collect()))
 }
 
+/// The store an id made by `keys::key_id` (a key's or a grant's) routes to; `not_found` when the
+/// id names none.
+fn store_of_id(app: &App, id: &str, not_found: impl Fn() -> Error) -> Result<SubjectStoreStub, Error> {
+    let routing = keys::key_id_routing(id).ok_or_else(&not_found)?;
+    app.store_at(routing)?.ok_or_else(not_found)
+}
+
 pub async fn revoke_key(app: &App, id: &str) -> Result<Response, Error> {
     let not_found = || Error::NotFound { what: format!("key '{id}'") };
-    let routing = keys::key_id_routing(id).ok_or_else(not_found)?;
-    let store = app.store_at(routing)?.ok_or_else(not_found)?;
+    let store = store_of_id(app, id, not_found)?;
     if store.call(RevokeKey { id: id.to_string() }).await? {
+        Ok(http::empty(204))
+    } else {
+        Err(not_found())
+    }
+}
+
+/// `GET /admin/v1/grants?subject=`: what the gateway's authorization server issued to MCP
+/// clients for the subject, oldest first.
+pub async fn list_grants(app: &App, req: &Request) -> Result<Response, Error> {
+    let subject = subject_param(req)?;
+    let list = app.store_for(subject.as_str())?.call(ListGrants {}).await?;
+    let now = now_ms();
+    Ok(items(list.iter().map(|g| g.public_view(now)).collect()))
+}
+
+/// `DELETE /admin/v1/grants/{id}`: the id routes to the subject's store (`keys::key_id`); the
+/// grant's tokens are refused from the next request on. Ids of grants issued before they were
+/// routed (16 hex digits) are not found here: those grants end through `/oauth/revoke`.
+pub async fn revoke_grant(app: &App, id: &str) -> Result<Response, Error> {
+    let not_found = || Error::NotFound { what: format!("grant '{id}'") };
+    let store = store_of_id(app, id, not_found)?;
+    if store.call(RevokeGrant { id: id.to_string() }).await? {
         Ok(http::empty(204))
     } else {
         Err(not_found())

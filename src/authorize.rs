@@ -1,7 +1,8 @@
 //! The gateway as an authorization server for OAuth-only MCP clients (the design contract's
 //! §6), the HTTP half; the rules are `core::authorize`: the metadata documents, the challenge on
 //! `/mcp/{upstream}`, client registration, the authorization (sign-in `self` or `link`, the
-//! connect step by form or by the upstream's own OAuth, consent) and the token endpoint.
+//! connect step by form or by the upstream's own OAuth, consent), the token endpoint and
+//! revocation (RFC 7009).
 
 use crate::app::App;
 use crate::connect::{
@@ -33,7 +34,7 @@ use crate::outbound::{oauth_request, OAuthRequest};
 use crate::rt::{cached_client_document, now_ms, random_bytes, remember_client_document};
 use crate::store::protocol::{
     CompleteLink, CreateLink, IssuedCode, LinkOutcome, RedeemCode, Redeemed, RegistrationAttempt,
-    RotateRefresh, Rotated,
+    RevokeToken, RotateRefresh, Rotated,
 };
 use crate::store::schema::registration_guard_name;
 use serde_json::{json, Value};
@@ -432,7 +433,7 @@ pub async fn token(app: &App, mut req: Request) -> Result<Response, Error> {
                 client_name: registration.client_name,
                 redirect_uri: field("redirect_uri"),
                 code_verifier: field("code_verifier"),
-                grant_id: hex(&random_bytes::<8>()),
+                grant_id: keys::key_id(&routing, &random_bytes()),
                 refresh: KeyHash::of(&refresh),
                 access: KeyHash::of(&access),
             };
@@ -467,4 +468,25 @@ pub async fn token(app: &App, mut req: Request) -> Result<Response, Error> {
             "scope": metadata::SCOPE,
         }),
     ))
+}
+
+/// `POST /oauth/revoke` (RFC 7009): the client authenticates as at the token endpoint; `token`
+/// is one of its refresh (`mabr_…`) or access (`maba_…`) tokens, which routes to its subject's
+/// store, where the grant ends (`core::authorize::grant::revokes`). `token_type_hint` is not
+/// needed: the prefix says what a token is, and a hint is only an optimisation (§2.1). Unknown,
+/// malformed and other clients' tokens are answered 200 like the rest, with nothing changed
+/// (§2.2).
+pub async fn revoke(app: &App, mut req: Request) -> Result<Response, Error> {
+    let form = read_form(&mut req).await?;
+    let (client_id, _) = token_client(app, &req, &form).await?;
+    let token =
+        form_value(&form, "token").ok_or_else(|| token_error(400, "invalid_request", "token is required"))?;
+    let presented =
+        keys::parse_routed(REFRESH_PREFIX, token).or_else(|| keys::parse_routed(ACCESS_PREFIX, token));
+    if let Some(presented) = presented {
+        if let Some(store) = app.store_at(&presented.routing)? {
+            store.call(RevokeToken { presented: presented.hash, client_id }).await?;
+        }
+    }
+    Ok(http::empty(200))
 }

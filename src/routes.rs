@@ -62,6 +62,8 @@ pub async fn handle(app: &App, req: Request) -> Response {
         (_, ["oauth", "authorize"]) => Err(Error::MethodNotAllowed { allow: "GET, POST" }),
         (Method::Post, ["oauth", "token"]) => cold(authorize::token(app, req)).await,
         (_, ["oauth", "token"]) => Err(Error::MethodNotAllowed { allow: "POST" }),
+        (Method::Post, ["oauth", "revoke"]) => cold(authorize::revoke(app, req)).await,
+        (_, ["oauth", "revoke"]) => Err(Error::MethodNotAllowed { allow: "POST" }),
         (_, ["oauth", "register"]) => Err(Error::MethodNotAllowed { allow: "POST" }),
 
         // Admin API (API.md §4)
@@ -104,6 +106,8 @@ async fn admin_route(app: &App, req: Request, method: Method, path: &[&str]) -> 
         (Method::Get, ["keys"]) => admin::list_keys(app, &req).await,
         (Method::Delete, ["keys", id]) => admin::revoke_key(app, id).await,
         (Method::Get, ["connections"]) => admin::list_connections(app, &req).await,
+        (Method::Get, ["grants"]) => admin::list_grants(app, &req).await,
+        (Method::Delete, ["grants", id]) => admin::revoke_grant(app, id).await,
         (Method::Post, ["links"]) => admin::create_link(app, req).await,
         (Method::Post, ["reseal"]) => admin::reseal(app, req).await,
         (Method::Delete, ["subjects", subject, "connections", upstream]) => {
@@ -116,7 +120,8 @@ async fn admin_route(app: &App, req: Request, method: Method, path: &[&str]) -> 
         }
         (_, ["keys"]) => Err(Error::MethodNotAllowed { allow: "GET, POST" }),
         (_, ["keys", _]) => Err(Error::MethodNotAllowed { allow: "DELETE" }),
-        (_, ["connections"]) => Err(Error::MethodNotAllowed { allow: "GET" }),
+        (_, ["connections"] | ["grants"]) => Err(Error::MethodNotAllowed { allow: "GET" }),
+        (_, ["grants", _]) => Err(Error::MethodNotAllowed { allow: "DELETE" }),
         (_, ["links"] | ["reseal"]) => Err(Error::MethodNotAllowed { allow: "POST" }),
         (_, ["subjects", _, "connections", _]) => Err(Error::MethodNotAllowed { allow: "DELETE" }),
         _ => Err(Error::NotFound { what: "admin route".into() }),

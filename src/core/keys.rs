@@ -5,7 +5,8 @@
 //! `routing` is the 64-hex-digit id of the subject's Durable Object, so a key finds its store
 //! without any index; `secret` is 32 random bytes in base64url. Only the SHA-256 of the whole
 //! key is ever stored. A key id (for listing and revoking) is `<routing>-<16 hex digits>` for the
-//! same reason: it routes itself.
+//! same reason: it routes itself; so is the id of a grant the gateway's authorization server
+//! issued.
 
 use super::encoding::{b64url, hex};
 use super::ids::{SubjectId, UpstreamId};
@@ -115,7 +116,7 @@ fn bearer(value: &str) -> Option<&str> {
     }
 }
 
-/// Builds a key id for the store `routing` from 8 random bytes.
+/// Builds a key id (or a grant id) for the store `routing` from 8 random bytes.
 pub fn key_id(routing: &str, random: &[u8; 8]) -> String {
     format!("{routing}-{}", hex(random))
 }

@@ -13,6 +13,9 @@
 //! | DO | `conn:{upstream}` | `Connection` | connect-page values sealed, context `conn:{subject}:{upstream}:{name}`; OAuth tokens and client secret likewise, names `oauth.access_token`, `oauth.refresh_token`, `oauth.client_secret` |
 //! | DO | `link:{sha256 hex}` | `LinkRecord` (a `connection_required` link's token sealed, context `link:{subject}:{upstream}`) | connect links; used and expired ones pruned when a new one is made |
 //! | DO | `pending:{sha256 hex of state}` | `PendingAuthorization` (PKCE verifier sealed, context `pending:{subject}:{upstream}`) | ≤ 10 minutes, taken once |
+//! | DO | `code:{sha256 hex}` | `CodeRecord` | a code of the gateway's authorization server: ≤ 10 minutes, kept once redeemed so a replay can revoke its grant |
+//! | DO | `grant:{id}` | `IssuedGrant`: client id and its hash, client name, upstream, hashes of the refresh, access and replaced refresh token, times | what the gateway issued to an MCP client; `id` is `<DO id>-<16 hex>`, so it routes itself (admin API) |
+//! | DO | `tok:{sha256 hex}` | id of the grant that refresh or access token belongs to | one per token of a grant, dropped with it |
 //! | DO | `sealed_with` | id of the key everything here was last re-sealed under | checked once per object instance; another primary key → re-seal all (`ENCRYPTION_KEY` rotation) |
 //! | DO named `admin-guard:{CF-Connecting-IP}` (not a subject: ':' is not allowed in subject ids) | `admin_attempts` | `window_start,failures` (text) | wrong admin tokens from that client, `core::throttle` |
 //!

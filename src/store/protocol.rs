@@ -3,7 +3,7 @@
 //! object agree on both by construction. One JSON message per call; a proxied request that
 //! succeeds makes one such call (`Resolve`).
 
-use crate::core::authorize::grant::{ClientReturn, CodeRecord};
+use crate::core::authorize::grant::{ClientReturn, CodeRecord, IssuedGrant};
 use crate::core::connect::{Claim, LinkRecord};
 use crate::core::connections::ConnectionSummary;
 use crate::core::ids::{SecretName, SubjectId, UpstreamId};
@@ -123,6 +123,14 @@ operations! {
     } -> Redeemed;
     /// Rotates a grant's refresh token to `refresh`/`access` (`core::authorize::grant::present_refresh`).
     RotateRefresh { presented: KeyHash, client_id: String, refresh: KeyHash, access: KeyHash } -> Rotated;
+    /// RFC 7009: ends the grant a refresh or access token (`presented`, its hash) belongs to, when
+    /// `client_id` is the client it was issued to (`core::authorize::grant::revokes`); an unknown
+    /// token, or another client's, changes nothing.
+    RevokeToken { presented: KeyHash, client_id: String } -> ();
+    /// The grants issued for this subject, oldest first (the admin list).
+    ListGrants {} -> Vec<IssuedGrant>;
+    /// Ends a grant by id (the admin API); answers whether it existed.
+    RevokeGrant { id: String } -> bool;
 }
 
 /// What `Resolve` found.

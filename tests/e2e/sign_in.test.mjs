@@ -16,7 +16,7 @@ import {
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import {
-  startGateway, rawMcp, mcpAnswer, initialize, putUpstream, whoami, callTool,
+  startGateway, rawMcp, mcpAnswer, initialize, putUpstream, whoami, callTool, sleep,
   oauthRegister, pkce, authorizeUrl, consent, authorizationCode, tokenRequest, signInByHttp,
 } from './harness.mjs';
 import { startStreamable } from './peers/ts_servers.mjs';
@@ -98,7 +98,8 @@ test('metadata: the SDK client discovers the resource and the gateway as its aut
   assert.equal(asm.registration_endpoint, gw.base + '/oauth/register');
   assert.ok(asm.token_endpoint_auth_methods_supported.includes('none'));
   assert.equal(asm.client_id_metadata_document_supported, true);
-  assert.equal(asm.revocation_endpoint, undefined, 'not built yet');
+  assert.equal(asm.revocation_endpoint, gw.base + '/oauth/revoke');
+  assert.deepEqual(asm.revocation_endpoint_auth_methods_supported, asm.token_endpoint_auth_methods_supported);
   assert.equal(asm.authorization_response_iss_parameter_supported, true);
   assert.equal((await fetch(gw.base + '/.well-known/oauth-protected-resource/mcp/keys-only')).status, 404, 'no sign-in, no metadata');
   assert.equal((await fetch(gw.base + '/.well-known/oauth-protected-resource/mcp/nope')).status, 404);
@@ -282,4 +283,143 @@ test('consent: denial goes back with access_denied; a hostile client name is sho
   assert.equal(evil.status, 400, 'an unregistered redirect URI gets a page, never a redirect');
   assert.equal(evil.headers.get('location'), null);
   await evil.text();
+});
+
+// ---- Ending grants: RFC 7009 revocation by the client, and the operator's admin API.
+
+const REDIRECT = CLAUDE_REDIRECT;
+
+/** Registers a client (RFC 7591) with `extra` metadata; its secret, if any, is tracked. */
+const registered = (extra = {}) => oauthRegister(gw, { redirect_uris: [REDIRECT], ...extra });
+
+/** A code for `clientId`, redeemed: `{access_token, refresh_token, …}`. */
+async function tokensFor(clientId, upstreamPath, auth = {}) {
+  const { code, verifier } = await codeFor(clientId, REDIRECT, upstreamPath);
+  const issued = await tokenCall({ grant_type: 'authorization_code', code, client_id: clientId, redirect_uri: REDIRECT, code_verifier: verifier, ...auth });
+  assert.equal(issued.status, 200, JSON.stringify(issued.json));
+  return issued.json;
+}
+
+/** POST /oauth/revoke with form `params` and `headers`: `{status, text}`. */
+const revokeCall = async (params, headers = {}) => {
+  const r = await fetch(gw.base + '/oauth/revoke', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body: new URLSearchParams(params).toString() });
+  return { status: r.status, text: await r.text() };
+};
+
+test('revocation (RFC 7009): a refresh or access token ends its grant for its own client; another client\'s, an unknown or a malformed token: 200 and nothing changes; wrong client authentication: 401', async () => {
+  const a = await registered({ client_name: 'Revoker A' });
+  const b = await registered({ client_name: 'Revoker B' });
+  const call = (token) => rawMcp(gw, '/mcp/tickets-self', token, callTool(1, 'whoami'));
+  const refresh = (token, clientId) => tokenCall({ grant_type: 'refresh_token', refresh_token: token, client_id: clientId });
+  const t = await tokensFor(a.client_id, '/mcp/tickets-self');
+
+  // Another client's request: answered like an unknown token, and A's grant lives on.
+  for (const token of [t.refresh_token, t.access_token]) {
+    const other = await revokeCall({ token, client_id: b.client_id });
+    assert.equal(other.status, 200);
+    assert.equal(other.text, '');
+  }
+  assert.equal((await call(t.access_token)).status, 200, 'another client cannot end the grant');
+  const unknown = await revokeCall({ token: 'mabr_' + '0'.repeat(64) + '_' + randomBytes(32).toString('base64url'), client_id: a.client_id });
+  assert.equal(unknown.status, 200);
+  assert.equal(unknown.text, '');
+  assert.equal((await revokeCall({ token: 'not-a-token', token_type_hint: 'whatever', client_id: a.client_id })).status, 200);
+  const missing = await revokeCall({ client_id: a.client_id });
+  assert.equal(missing.status, 400);
+  assert.equal(JSON.parse(missing.text).error, 'invalid_request');
+  const nobody = await revokeCall({ token: t.refresh_token, client_id: 'nobody' });
+  assert.equal(nobody.status, 401);
+  assert.equal(JSON.parse(nobody.text).error, 'invalid_client');
+  assert.equal((await call(t.access_token)).status, 200, 'refused requests changed nothing');
+
+  // The client revokes its refresh token: the grant ends, its access token at once.
+  const ended = await revokeCall({ token: t.refresh_token, token_type_hint: 'refresh_token', client_id: a.client_id });
+  assert.equal(ended.status, 200);
+  assert.equal(ended.text, '');
+  const refused = await call(t.access_token);
+  assert.equal(refused.status, 401);
+  assert.match(refused.headers.get('www-authenticate'), /error="invalid_token"/);
+  await refused.text();
+  assert.equal((await refresh(t.refresh_token, a.client_id)).json.error, 'invalid_grant');
+  assert.equal((await revokeCall({ token: t.refresh_token, client_id: a.client_id })).status, 200, 'again: still 200');
+
+  // A confidential client (HTTP Basic) revokes its access token: the whole grant ends too.
+  const c = await registered({ client_name: 'Revoker C', token_endpoint_auth_method: 'client_secret_basic' });
+  const basic = (secret) => ({ authorization: 'Basic ' + Buffer.from(`${encodeURIComponent(c.client_id)}:${encodeURIComponent(secret)}`).toString('base64') });
+  const { code, verifier } = await codeFor(c.client_id, REDIRECT);
+  const issued = await fetch(gw.base + '/oauth/token', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...basic(c.client_secret) }, body: new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: REDIRECT, code_verifier: verifier }).toString() });
+  const tc = await issued.json();
+  assert.equal(issued.status, 200, JSON.stringify(tc));
+  gw.track([tc.access_token, tc.refresh_token]);
+  assert.equal((await revokeCall({ token: tc.access_token }, basic('wrong-secret'))).status, 401, 'a wrong secret');
+  assert.equal((await revokeCall({ token: tc.access_token, client_id: c.client_id })).status, 401, 'a confidential client without its secret');
+  assert.equal((await call(tc.access_token)).status, 200);
+  assert.equal((await revokeCall({ token: tc.access_token, token_type_hint: 'access_token' }, basic(c.client_secret))).status, 200);
+  assert.equal((await call(tc.access_token)).status, 401, 'the access token is refused at once');
+  const afterAccess = await fetch(gw.base + '/oauth/token', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...basic(c.client_secret) }, body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: tc.refresh_token }).toString() });
+  assert.equal((await afterAccess.json()).error, 'invalid_grant', 'and so is its refresh token: the grant ended');
+
+  const get = await fetch(gw.base + '/oauth/revoke');
+  assert.equal(get.status, 405);
+  assert.equal(get.headers.get('allow'), 'POST');
+  await get.text();
+});
+
+test('admin grants: listed per subject with client name and id, upstream and times; DELETE ends one at once, then 404; unknown ids 404', async () => {
+  await putUpstream(gw, 'grants-self', {
+    url: upstream.url,
+    headers: { 'X-API-KEY': '{{user.api_key}}', 'X-Subject': '{{subject}}' },
+    user_fields: [{ name: 'api_key', label: 'Your API key' }],
+    sign_in: 'self',
+  });
+  const reg = await registered({ client_name: 'Grants app' });
+  const t1 = await tokensFor(reg.client_id, '/mcp/grants-self');
+  const seen = await mcpAnswer(gw, '/mcp/grants-self', t1.access_token, callTool(1, 'whoami'));
+  assert.equal(seen.status, 200, seen.text);
+  const subject = JSON.parse(seen.json.result.content[0].text)['x-subject'];
+  assert.match(subject, /^oauth-[0-9a-f]{32}$/, 'sign-in "self": a subject of its own');
+
+  const list = async () => {
+    const r = await gw.admin('GET', `/grants?subject=${subject}`);
+    assert.equal(r.status, 200, r.text);
+    return r.json.items;
+  };
+  const [grant] = await list();
+  assert.deepEqual(Object.keys(grant).sort(), ['access_expires_at', 'client_id', 'client_name', 'created_at', 'id', 'last_used', 'upstream']);
+  assert.match(grant.id, /^[0-9a-f]{64}-[0-9a-f]{16}$/, 'the id routes to the subject\'s store');
+  assert.equal(grant.client_name, 'Grants app');
+  assert.equal(grant.client_id, reg.client_id);
+  assert.equal(grant.upstream, 'grants-self');
+  assert.match(grant.created_at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+  assert.equal(grant.last_used, grant.created_at, 'redeemed: last used when created');
+  assert.ok(Date.parse(grant.access_expires_at) - Date.parse(grant.created_at) >= 3_599_000);
+
+  // A refresh is a use: last_used moves (times are whole seconds).
+  await sleep(1100);
+  const t2 = await tokenCall({ grant_type: 'refresh_token', refresh_token: t1.refresh_token, client_id: reg.client_id });
+  assert.equal(t2.status, 200);
+  const [refreshed] = await list();
+  assert.equal(refreshed.id, grant.id);
+  assert.ok(Date.parse(refreshed.last_used) > Date.parse(grant.created_at), 'last_used set by the rotation');
+
+  const call = (token) => rawMcp(gw, '/mcp/grants-self', token, callTool(1, 'whoami'));
+  assert.equal((await call(t2.json.access_token)).status, 200);
+  const deleted = await gw.admin('DELETE', `/grants/${grant.id}`);
+  assert.equal(deleted.status, 204, deleted.text);
+  const refused = await call(t2.json.access_token);
+  assert.equal(refused.status, 401, 'its access token is refused at once');
+  assert.match(refused.headers.get('www-authenticate'), /error="invalid_token"/);
+  await refused.text();
+  assert.equal((await tokenCall({ grant_type: 'refresh_token', refresh_token: t2.json.refresh_token, client_id: reg.client_id })).json.error, 'invalid_grant');
+  assert.deepEqual(await list(), []);
+
+  assert.equal((await gw.admin('DELETE', `/grants/${grant.id}`)).status, 404, 'deleted already');
+  assert.equal((await gw.admin('DELETE', '/grants/nope')).status, 404);
+  assert.equal((await gw.admin('DELETE', `/grants/${'0'.repeat(64)}-0123456789abcdef`)).status, 404);
+  assert.equal((await gw.admin('DELETE', `/grants/${grant.id.split('-')[0]}-${'0'.repeat(16)}`)).status, 404, 'the right store, no such grant');
+  assert.equal((await gw.admin('GET', '/grants')).status, 400, 'subject is required');
+  const put = await gw.admin('PUT', `/grants/${grant.id}`, {});
+  assert.equal(put.status, 405);
+  assert.equal(put.headers.get('allow'), 'DELETE');
+  assert.equal((await gw.admin('POST', '/grants', {})).headers.get('allow'), 'GET');
 });

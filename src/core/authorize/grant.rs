@@ -3,12 +3,15 @@
 //! second use revokes what the first issued, RFC 6749 §4.1.2), refresh tokens (rotated on every
 //! use; the previous one works once more within 60 s for a client that lost the answer; any
 //! later reuse revokes the grant, OAuth 2.1 §4.3.1) and access tokens (bound to one upstream,
-//! 1 hour). Every token is stored only as its hash.
+//! 1 hour). Every token is stored only as its hash. Also what ends a grant from outside the token
+//! endpoint (RFC 7009 revocation by its client) and how the admin API shows one.
 
 use super::request::pkce_matches;
+use crate::core::encoding::rfc3339;
 use crate::core::ids::{SubjectId, UpstreamId};
 use crate::core::keys::KeyHash;
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
 /// How long a code may wait to be redeemed.
 pub const CODE_MS: u64 = 10 * 60 * 1000;
@@ -97,8 +100,15 @@ pub fn redeem(code: &CodeRecord, presented: &Redemption<'_>) -> CodeUse {
 /// A grant the gateway issued, as its subject's store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IssuedGrant {
+    /// `<store id>-<16 hex>` (`keys::key_id`), so the admin API finds its store by the id alone;
+    /// grants issued before were 16 hex digits only.
     pub id: String,
+    /// The hash of the client id: what every check compares (in constant time).
     pub client_id: KeyHash,
+    /// The client id itself (public, RFC 6749 §2.2), for the admin list; `None` in grants issued
+    /// before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
     pub client_name: String,
     pub upstream: UpstreamId,
     pub refresh: KeyHash,
@@ -108,8 +118,38 @@ pub struct IssuedGrant {
     pub access: KeyHash,
     pub access_expires_at: u64,
     pub created_at: u64,
+    /// When its code was redeemed or its refresh token last rotated (not every use of its access
+    /// token: that would be a write per MCP request). `None` in grants issued before redemption
+    /// set it and never refreshed since: then it is `created_at`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_used: Option<u64>,
+}
+
+impl IssuedGrant {
+    /// Every token the grant still answers to, as the token index holds them: its refresh and
+    /// access tokens, and the refresh token it replaced (retry window, reuse detection).
+    pub fn tokens(&self) -> Vec<KeyHash> {
+        let mut tokens = vec![self.refresh.clone(), self.access.clone()];
+        tokens.extend(self.previous.as_ref().map(|p| p.hash.clone()));
+        tokens
+    }
+
+    /// What the admin API lists (`GET /admin/v1/grants`): never a token hash.
+    /// `access_expires_at` only while the current access token is live.
+    pub fn public_view(&self, now_ms: u64) -> Value {
+        let mut view = json!({
+            "id": self.id,
+            "client_name": self.client_name,
+            "client_id": self.client,
+            "upstream": self.upstream,
+            "created_at": rfc3339(self.created_at),
+            "last_used": rfc3339(self.last_used.unwrap_or(self.created_at)),
+        });
+        if now_ms < self.access_expires_at {
+            view["access_expires_at"] = json!(rfc3339(self.access_expires_at));
+        }
+        view
+    }
 }
 
 /// A refresh token that was rotated away.
@@ -178,6 +218,20 @@ pub fn access_allowed(grant: &IssuedGrant, presented: &KeyHash, upstream: &str, 
     &grant.access == presented && now_ms < grant.access_expires_at && grant.upstream.as_str() == upstream
 }
 
+/// Whether a revocation request (RFC 7009 §2.1) from the authenticated client `client_id`, for
+/// the token whose hash is `presented`, ends `grant`. Any of the grant's tokens ends all of it:
+/// a refresh token because revoking one SHOULD also end the grant's access tokens (§2.1), the
+/// access token because the server MAY end the grant with it, and a client that revokes either is
+/// signing out (§1) — ending only the access token would leave it a refresh token it asked to be
+/// rid of, and a grant with no access token. Another client's token changes nothing and is
+/// answered like an unknown one (§2.2: 200): the token endpoint tells another client nothing
+/// about a refresh token either (`present_refresh`), so revocation must not become a way to learn
+/// whether someone's token is live. (§2.1 says such a request is refused with an error: bent on
+/// purpose, for that reason.)
+pub fn revokes(grant: &IssuedGrant, presented: &KeyHash, client_id: &str) -> bool {
+    grant.client_id.matches(client_id) && grant.tokens().contains(presented)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,6 +291,7 @@ mod tests {
         IssuedGrant {
             id: "g1".into(),
             client_id: KeyHash::of("mabc_client"),
+            client: Some("mabc_client".into()),
             client_name: "App".into(),
             upstream: UpstreamId::parse("tickets").unwrap(),
             refresh: KeyHash::of("r1"),
@@ -280,5 +335,43 @@ mod tests {
         assert!(!access_allowed(&g, &KeyHash::of("a1"), "other", 5), "a token for A is refused on B");
         assert!(!access_allowed(&g, &KeyHash::of("a1"), "tickets", 3_600_000));
         assert!(!access_allowed(&g, &KeyHash::of("a2"), "tickets", 5));
+    }
+
+    #[test]
+    fn revocation_ends_the_grant_for_its_own_client_only() {
+        let g = rotated(&grant(), RefreshUse::Rotate, KeyHash::of("r2"), KeyHash::of("a2"), 100);
+        for token in ["r2", "a2", "r1"] {
+            assert!(revokes(&g, &KeyHash::of(token), "mabc_client"), "{token} is the grant's");
+            assert!(!revokes(&g, &KeyHash::of(token), "mabc_other"), "{token}: another client's request");
+        }
+        assert!(!revokes(&g, &KeyHash::of("a1"), "mabc_client"), "a replaced access token is gone");
+        assert!(!revokes(&g, &KeyHash::of("zz"), "mabc_client"));
+        assert_eq!(g.tokens(), vec![KeyHash::of("r2"), KeyHash::of("a2"), KeyHash::of("r1")]);
+    }
+
+    #[test]
+    fn the_admin_view_shows_no_token_and_the_access_expiry_while_live() {
+        let g = grant();
+        let view = g.public_view(5);
+        assert_eq!(view["client_id"], "mabc_client");
+        assert_eq!(view["client_name"], "App");
+        assert_eq!(view["upstream"], "tickets");
+        assert_eq!(view["created_at"], "1970-01-01T00:00:00Z");
+        assert_eq!(view["last_used"], "1970-01-01T00:00:00Z", "never refreshed: its creation");
+        assert_eq!(view["access_expires_at"], "1970-01-01T01:00:00Z");
+        let text = view.to_string();
+        for hash in g.tokens().iter().chain([&g.client_id]) {
+            assert!(!text.contains(hash.as_str()), "no hash in the view");
+        }
+        assert!(g.public_view(3_600_000).get("access_expires_at").is_none(), "expired: not shown");
+        let refreshed = rotated(&g, RefreshUse::Rotate, KeyHash::of("r2"), KeyHash::of("a2"), 7_000);
+        assert_eq!(refreshed.public_view(7_000)["last_used"], "1970-01-01T00:00:07Z");
+        let old: IssuedGrant = serde_json::from_value(json!({
+            "id": "0123456789abcdef", "client_id": KeyHash::of("c"), "client_name": "Old",
+            "upstream": "tickets", "refresh": KeyHash::of("r"), "access": KeyHash::of("a"),
+            "access_expires_at": 0, "created_at": 0
+        }))
+        .unwrap();
+        assert_eq!(old.public_view(1)["client_id"], Value::Null, "kept before the id was");
     }
 }

@@ -22,9 +22,11 @@ pub fn protected_resource(public_origin: &str, resource_path: &str) -> Value {
     })
 }
 
+/// How a client authenticates at the token and revocation endpoints.
+const CLIENT_AUTH_METHODS: [&str; 3] = ["none", "client_secret_post", "client_secret_basic"];
+
 /// RFC 8414 metadata: the issuer is the gateway's origin. Clients register (RFC 7591) or name
-/// their Client ID Metadata Document (an https `client_id`). No revocation endpoint yet
-/// (docs/API.md §7).
+/// their Client ID Metadata Document (an https `client_id`).
 pub fn authorization_server(public_origin: &str) -> Value {
     json!({
         "issuer": public_origin,
@@ -34,7 +36,9 @@ pub fn authorization_server(public_origin: &str) -> Value {
         "response_types_supported": ["code"],
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["none", "client_secret_post", "client_secret_basic"],
+        "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "revocation_endpoint": format!("{public_origin}/oauth/revoke"),
+        "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
         "scopes_supported": [SCOPE],
         "client_id_metadata_document_supported": true,
         "authorization_response_iss_parameter_supported": true,
@@ -62,6 +66,11 @@ mod tests {
         assert_eq!(asm["issuer"], "https://gw.example");
         assert_eq!(asm["code_challenge_methods_supported"], json!(["S256"]));
         assert!(asm["token_endpoint_auth_methods_supported"].as_array().unwrap().contains(&json!("none")));
+        assert_eq!(asm["revocation_endpoint"], "https://gw.example/oauth/revoke");
+        assert_eq!(
+            asm["revocation_endpoint_auth_methods_supported"],
+            asm["token_endpoint_auth_methods_supported"]
+        );
         assert_eq!(
             challenge("https://gw.example", "/mcp/tickets", false),
             r#"Bearer realm="mcp-authbridge", resource_metadata="https://gw.example/.well-known/oauth-protected-resource/mcp/tickets""#

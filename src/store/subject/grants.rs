@@ -4,12 +4,12 @@
 
 use super::SubjectStore;
 use crate::core::authorize::grant::{
-    access_allowed, present_refresh, redeem, rotated, CodeRecord, CodeUse, IssuedGrant, Redemption,
+    access_allowed, present_refresh, redeem, revokes, rotated, CodeRecord, CodeUse, IssuedGrant, Redemption,
     RefreshUse, ACCESS_TOKEN_S,
 };
 use crate::core::keys::KeyHash;
 use crate::rt::now_ms;
-use crate::store::protocol::{RedeemCode, Redeemed, RotateRefresh, Rotated};
+use crate::store::protocol::{RedeemCode, Redeemed, RevokeToken, RotateRefresh, Rotated};
 use crate::store::schema::{CODES, GRANTS, GRANT_TOKENS};
 use worker::Result;
 
@@ -30,7 +30,7 @@ impl SubjectStore {
             CodeUse::Issue => {}
             // RFC 6749 §4.1.2: a code used twice revokes what it issued.
             CodeUse::Replayed(grant) => {
-                self.revoke_grant_id(&grant).await?;
+                self.revoke_grant(&grant).await?;
                 return Ok(Redeemed::Refused("the code was used before: its grant is revoked".into()));
             }
             CodeUse::Refused(why) => return Ok(Redeemed::Refused(why.into())),
@@ -39,6 +39,7 @@ impl SubjectStore {
         let grant = IssuedGrant {
             id: op.grant_id,
             client_id: code.client_id.clone(),
+            client: Some(op.client_id),
             client_name: op.client_name,
             upstream: code.upstream.clone(),
             refresh: op.refresh,
@@ -46,7 +47,7 @@ impl SubjectStore {
             access: op.access,
             access_expires_at: now + ACCESS_TOKEN_S * 1000,
             created_at: now,
-            last_used: None,
+            last_used: Some(now),
         };
         code.redeemed_for = Some(grant.id.clone());
         storage.put(&key, &code).await?;
@@ -70,7 +71,7 @@ impl SubjectStore {
                 Ok(Rotated::Issued { upstream: next.upstream })
             }
             RefreshUse::Reuse => {
-                self.revoke_grant_id(&grant.id).await?;
+                self.revoke_grant(&grant.id).await?;
                 Ok(Rotated::Revoked)
             }
             RefreshUse::Unknown => Ok(Rotated::Refused),
@@ -88,13 +89,33 @@ impl SubjectStore {
         Ok(grant.is_some_and(|g| access_allowed(&g, access, upstream, now_ms())))
     }
 
+    /// RFC 7009 revocation: ends the grant the presented token is indexed to, when
+    /// `core::authorize::grant::revokes` says so; anything else changes nothing.
+    pub(super) async fn revoke_token(&self, op: RevokeToken) -> Result<()> {
+        let storage = self.storage();
+        let Some(id) = storage.get::<String>(&GRANT_TOKENS.key(op.presented.as_str())).await? else {
+            return Ok(());
+        };
+        let grant = storage.get::<IssuedGrant>(&GRANTS.key(&id)).await?;
+        if grant.is_some_and(|g| revokes(&g, &op.presented, &op.client_id)) {
+            self.revoke_grant(&id).await?;
+        }
+        Ok(())
+    }
+
+    /// The subject's grants, oldest first.
+    pub(super) async fn list_grants(&self) -> Result<Vec<IssuedGrant>> {
+        let mut grants: Vec<IssuedGrant> = self.list(&GRANTS).await?.into_iter().map(|(_, g)| g).collect();
+        grants.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(grants)
+    }
+
     /// Stores `grant` with its token index; the tokens of `before` it no longer has are dropped.
     async fn store_grant(&self, grant: &IssuedGrant, before: Option<&IssuedGrant>) -> Result<()> {
         let storage = self.storage();
-        let mut keep = vec![grant.refresh.clone(), grant.access.clone()];
-        keep.extend(grant.previous.as_ref().map(|p| p.hash.clone()));
+        let keep = grant.tokens();
         if let Some(before) = before {
-            for old in tokens_of(before) {
+            for old in before.tokens() {
                 if !keep.contains(&old) {
                     storage.delete(&GRANT_TOKENS.key(old.as_str())).await?;
                 }
@@ -106,21 +127,16 @@ impl SubjectStore {
         storage.put(&GRANTS.key(&grant.id), grant).await
     }
 
-    /// Revokes a grant: it and every token of it are forgotten.
-    async fn revoke_grant_id(&self, id: &str) -> Result<()> {
+    /// Revokes a grant: it and every token of it are forgotten, so its access token is refused on
+    /// the next request (`access_token_allows` reads the grant every time). Answers whether it
+    /// existed.
+    pub(super) async fn revoke_grant(&self, id: &str) -> Result<bool> {
         let storage = self.storage();
-        if let Some(grant) = storage.get::<IssuedGrant>(&GRANTS.key(id)).await? {
-            for token in tokens_of(&grant) {
-                storage.delete(&GRANT_TOKENS.key(token.as_str())).await?;
-            }
-            storage.delete(&GRANTS.key(id)).await?;
+        let Some(grant) = storage.get::<IssuedGrant>(&GRANTS.key(id)).await? else { return Ok(false) };
+        for token in grant.tokens() {
+            storage.delete(&GRANT_TOKENS.key(token.as_str())).await?;
         }
-        Ok(())
+        storage.delete(&GRANTS.key(id)).await?;
+        Ok(true)
     }
-}
-
-fn tokens_of(grant: &IssuedGrant) -> Vec<KeyHash> {
-    let mut tokens = vec![grant.refresh.clone(), grant.access.clone()];
-    tokens.extend(grant.previous.as_ref().map(|p| p.hash.clone()));
-    tokens
 }

@@ -5,7 +5,8 @@
 //!
 //! Split by concern: `keys` (keys and subject secrets), `links` (connect links and pending
 //! authorizations), `connections` (resolving a request's values, status, forgetting),
-//! `refresh` (token refresh and revocation), `reseal` (`ENCRYPTION_KEY` rotation); the admin
+//! `refresh` (token refresh and revocation), `reseal` (`ENCRYPTION_KEY` rotation), `grants`
+//! (what the gateway's own authorization server issued: codes, grants, their tokens); the admin
 //! guard, which uses the same class under another name, is `store::guard`.
 
 mod connections;
@@ -115,6 +116,9 @@ impl SubjectStore {
             }
             Op::RedeemCode(o) => answer::<p::RedeemCode>(self.redeem_code(o).await?),
             Op::RotateRefresh(o) => answer::<p::RotateRefresh>(self.rotate_refresh(o).await?),
+            Op::RevokeToken(o) => answer::<p::RevokeToken>(self.revoke_token(o).await?),
+            Op::ListGrants(_) => answer::<p::ListGrants>(self.list_grants().await?),
+            Op::RevokeGrant(o) => answer::<p::RevokeGrant>(self.revoke_grant(&o.id).await?),
             Op::RegistrationAttempt(_) => {
                 answer::<p::RegistrationAttempt>(super::guard::registration(&self.storage()).await?)
             }

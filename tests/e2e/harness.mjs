@@ -260,6 +260,13 @@ export async function mcpAnswer(gw, path, key, body, extraHeaders = {}, init = {
   return { status: r.status, headers: r.headers, text, json };
 }
 
+/** Calls `whoami` on the gateway's `path` with `key` (a key or access token); asserts 200 and returns its JSON. */
+export async function whoamiAt(gw, path, key) {
+  const r = await mcpAnswer(gw, path, key, callTool(1, 'whoami'));
+  assert.equal(r.status, 200, r.text);
+  return JSON.parse(r.json.result.content[0].text);
+}
+
 // ---- Admin API writes that set a test up: each asserts its documented success status.
 
 /** POST /keys: `{id, key, subject, upstreams, expires_at}`. */
@@ -440,6 +447,24 @@ export async function tokenRequest(gw, params) {
   const json = await r.json();
   gw.track([json.access_token, json.refresh_token]);
   return { status: r.status, json, headers: r.headers };
+}
+
+/**
+ * The redirect back to the client at `location`, checked (exactly `redirect`, `iss` = the
+ * gateway's origin, the `state` sent, a code) and its code redeemed with `clientId` and the PKCE
+ * `verifier`: asserts 200 and returns the token answer. The code and tokens are tracked.
+ */
+export async function redeemRedirect(gw, location, { clientId, redirect, state, verifier }) {
+  const back = new URL(location);
+  assert.equal(back.origin + back.pathname, redirect);
+  assert.equal(back.searchParams.get('iss'), gw.base);
+  assert.equal(back.searchParams.get('state'), state);
+  const code = back.searchParams.get('code');
+  assert.match(code ?? '', /^mabx_/, `a code: ${location}`);
+  gw.track(code);
+  const tokens = await tokenRequest(gw, { grant_type: 'authorization_code', code, client_id: clientId, redirect_uri: redirect, code_verifier: verifier });
+  assert.equal(tokens.status, 200, JSON.stringify(tokens.json));
+  return tokens.json;
 }
 
 /**

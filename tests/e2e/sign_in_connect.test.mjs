@@ -9,8 +9,8 @@ import http from 'node:http';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import {
-  startGateway, putUpstream, newLink, openPage, mcpAnswer, callTool, withCookies, oauthCallback,
-  oauthRegister, pkce, authorizeUrl, answerAuthorization, tokenRequest,
+  startGateway, putUpstream, newLink, openPage, withCookies, oauthCallback,
+  oauthRegister, pkce, authorizeUrl, answerAuthorization, redeemRedirect, whoamiAt,
 } from './harness.mjs';
 import { startStreamable } from './peers/ts_servers.mjs';
 import { served } from './peers/http_util.mjs';
@@ -52,25 +52,8 @@ function authorizationRequest(client, resource) {
   return { url, verifier, state };
 }
 
-/** The code in the redirect back to the client, checked (`iss`, `state`), redeemed: the token answer. */
-async function redeemAt(location, client, request) {
-  const back = new URL(location);
-  assert.equal(back.origin + back.pathname, REDIRECT);
-  assert.equal(back.searchParams.get('iss'), gw.base);
-  assert.equal(back.searchParams.get('state'), request.state);
-  const code = back.searchParams.get('code');
-  assert.match(code, /^mabx_/);
-  gw.track(code);
-  const tokens = await tokenRequest(gw, { grant_type: 'authorization_code', code, client_id: client.client_id, redirect_uri: REDIRECT, code_verifier: request.verifier });
-  assert.equal(tokens.status, 200, JSON.stringify(tokens.json));
-  return tokens.json;
-}
-
-const whoamiWith = async (path, token) => {
-  const r = await mcpAnswer(gw, path, token, callTool(1, 'whoami'));
-  assert.equal(r.status, 200, r.text);
-  return JSON.parse(r.json.result.content[0].text);
-};
+/** The code in the redirect back to the client at `location`, checked and redeemed: the token answer. */
+const redeemAt = (location, client, request) => redeemRedirect(gw, location, { clientId: client.client_id, redirect: REDIRECT, state: request.state, verifier: request.verifier });
 
 test('sign-in "link": the person pastes the connect link, consent names its subject, the form connects that subject, and the client\'s token reaches the upstream with the typed key', async () => {
   const client = await registered('Link client');
@@ -102,7 +85,7 @@ test('sign-in "link": the person pastes the connect link, consent names its subj
   const allowed = await answerAuthorization(gw, consent, { decision: 'allow', api_key: ALICE_KEY });
   assert.equal(allowed.status, 302, await allowed.text());
   const tokens = await redeemAt(allowed.headers.get('location'), client, request);
-  const seen = await whoamiWith('/mcp/keyed-link', tokens.access_token);
+  const seen = await whoamiAt(gw, '/mcp/keyed-link', tokens.access_token);
   assert.equal(seen['x-api-key'], ALICE_KEY);
   assert.equal(seen.authorization, undefined, 'the client\'s token never goes upstream');
 
@@ -147,7 +130,7 @@ test('sign-in "self" with an OAuth upstream: consent, the upstream\'s sign-in, t
   const back = await oauthCallback(callback, binding);
   assert.equal(back.status, 302, await back.text());
   const tokens = await redeemAt(back.headers.get('location'), client, request);
-  const seen = await whoamiWith('/mcp/tickets-self', tokens.access_token);
+  const seen = await whoamiAt(gw, '/mcp/tickets-self', tokens.access_token);
   assert.equal(seen.sub, 'zoe', 'the upstream sees the person who signed in there');
   // The same callback again: the authorization is spent.
   const replay = await oauthCallback(callback, binding);
@@ -167,7 +150,7 @@ test('sign-in "link" with an OAuth upstream: the grant is the link\'s subject\'s
   const back = await oauthCallback(callback, flow.binding);
   assert.equal(back.status, 302, await back.text());
   const tokens = await redeemAt(back.headers.get('location'), client, request);
-  assert.equal((await whoamiWith('/mcp/tickets-link', tokens.access_token)).sub, 'bob-at-idp');
+  assert.equal((await whoamiAt(gw, '/mcp/tickets-link', tokens.access_token)).sub, 'bob-at-idp');
   const conns = await gw.admin('GET', '/connections?subject=bob');
   assert.equal(conns.json.items.find((c) => c.upstream === 'tickets-link')?.status, 'connected');
 
@@ -206,7 +189,7 @@ test('a client named by its Client ID Metadata Document: fetched, must name itse
     const allowed = await answerAuthorization(gw, consent, { decision: 'allow', api_key: ALICE_KEY });
     assert.equal(allowed.status, 302);
     const tokens = await redeemAt(allowed.headers.get('location'), { client_id: clientId }, request);
-    assert.equal((await whoamiWith('/mcp/keyed-link', tokens.access_token))['x-api-key'], ALICE_KEY);
+    assert.equal((await whoamiAt(gw, '/mcp/keyed-link', tokens.access_token))['x-api-key'], ALICE_KEY);
 
     // A document that names another URL as its client_id, or none at all: not a client.
     for (const path of ['/impostor.json', '/missing.json']) {

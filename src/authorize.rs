@@ -312,7 +312,7 @@ pub async fn authorize_submit(app: &App, mut req: Request) -> Result<Response, E
     };
     match store.call(op).await? {
         LinkOutcome::Completed => Ok(back(&[("code", &code)])),
-        outcome => Ok(link_outcome_page(outcome, upstream.id.as_str())),
+        outcome => Ok(link_outcome_page(outcome)),
     }
 }
 

@@ -5,9 +5,9 @@
 use crate::app::App;
 use crate::core::authorize::grant::ClientReturn;
 use crate::core::connect::{
-    confirm_page, form_page, form_value, message_page, oauth_binding_cookie, page_csp, validate_form, Claim,
-    FormErrors, LinkRecord, LinkState, Refusal, CONNECTION_REQUIRED_LINK_SECONDS, MAX_LINK_SECONDS,
-    PAGE_HEADERS,
+    confirm_page, connected_text, form_page, form_value, message_page, oauth_binding_cookie, page_csp,
+    validate_form, Claim, ConnectedWith, FormErrors, LinkRecord, LinkState, Refusal,
+    CONNECTION_REQUIRED_LINK_SECONDS, MAX_LINK_SECONDS, PAGE_HEADERS,
 };
 use crate::core::encoding::{b64url, ct_eq};
 use crate::core::ids::{SubjectId, UpstreamId};
@@ -23,6 +23,7 @@ use crate::rt::{now_ms, random_bytes};
 use crate::store::protocol::{CompleteLink, CreateLink, LinkOutcome, OpenLink as OpenLinkOp};
 use crate::store::stub::SubjectStoreStub;
 use std::collections::BTreeMap;
+use url::Url;
 use worker::{Headers, Request, Response};
 
 /// The largest connect form accepted.
@@ -135,14 +136,12 @@ fn refusal(r: Refusal) -> Response {
     message(status, title, text)
 }
 
-/// The page a finished or refused link shows.
-pub(crate) fn link_outcome_page(outcome: LinkOutcome, upstream: &str) -> Response {
+/// The page a link refused at its end shows (`Completed` has `connected_page`).
+pub(crate) fn link_outcome_page(outcome: LinkOutcome) -> Response {
     match outcome {
-        LinkOutcome::Completed => message(
-            200,
-            "Connected",
-            &format!("Your account for {upstream} is connected. You can close this page."),
-        ),
+        LinkOutcome::Completed => {
+            message(200, "Connected", "Your account is connected. You can close this page.")
+        }
         LinkOutcome::Used => refusal(Refusal::LinkUsed),
         LinkOutcome::Expired => refusal(Refusal::LinkExpired),
         LinkOutcome::NotFound => refusal(Refusal::LinkNotFound),
@@ -306,7 +305,20 @@ pub async fn submit(app: &App, mut req: Request, token: &str) -> Result<Response
     let origin = open.upstream.place().origin;
     let op = CompleteLink { hash: open.hash, origin, values: sealed, oauth: None, scopes: None, code: None };
     let outcome = open.store.call(op).await?;
-    Ok(link_outcome_page(outcome, open.upstream.id.as_str()))
+    let labels = open.upstream.user_fields.iter().map(|f| f.label.as_str()).collect();
+    Ok(match outcome {
+        LinkOutcome::Completed => connected_page(
+            open.upstream.id.as_str(),
+            open.link.subject.as_str(),
+            &ConnectedWith::Fields(labels),
+        ),
+        outcome => link_outcome_page(outcome),
+    })
+}
+
+/// The page of a completed link: whose account, connected with what.
+pub(crate) fn connected_page(upstream: &str, subject: &str, with: &ConnectedWith<'_>) -> Response {
+    message(200, "Connected", &connected_text(upstream, subject, with))
 }
 
 /// What a person typed for `upstream`, sealed as `subject`'s connection values.
@@ -362,9 +374,13 @@ pub async fn callback(app: &App, req: &Request) -> Result<Response, Error> {
     let cookie = state.map(|s| cookie_name(app, &oauth_binding_cookie(&s.hash)));
     let browser = cookie.as_deref().and_then(|name| cookie_value(req, name));
     let resp = match oauth::finish(app, &url, browser.as_deref()).await? {
-        Finished::Connected(upstream) => link_outcome_page(LinkOutcome::Completed, upstream.as_str()),
+        Finished::Connected { upstream, subject, issuer } => {
+            let host =
+                Url::parse(&issuer).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or(issuer);
+            connected_page(upstream.as_str(), subject.as_str(), &ConnectedWith::SignIn(&host))
+        }
         Finished::Refused(r) => refusal(r),
-        Finished::LinkGone(outcome) => link_outcome_page(outcome, ""),
+        Finished::LinkGone(outcome) => link_outcome_page(outcome),
         Finished::BackToClient(location) => {
             let resp = http::empty(302);
             let _ = resp.headers().set("Location", &location);

@@ -50,6 +50,11 @@ pub enum Error {
         /// A bearer credential for the subject's account: shown to the client, never logged.
         connect_url: Option<Secret>,
     },
+    /// A session the gateway made itself, for connecting (`core::connect_tool`), presented after
+    /// the subject connected: the client starts a new session, which reaches the upstream.
+    OwnSessionEnded {
+        upstream: String,
+    },
     OriginNotAllowed {
         origin: String,
     },
@@ -151,6 +156,11 @@ impl Error {
                 "connection_required",
                 format!("connect your account for upstream '{upstream}' first, using the connect link"),
             ),
+            Error::OwnSessionEnded { upstream } => (
+                404,
+                "session_ended",
+                format!("the account for upstream '{upstream}' is connected now: start a new session"),
+            ),
             Error::OriginNotAllowed { origin } => {
                 (403, "origin_not_allowed", format!("origin '{origin}' is not in ALLOWED_ORIGINS"))
             }
@@ -222,7 +232,8 @@ impl Error {
         match self {
             Error::KeyNotAllowed { upstream }
             | Error::UnknownUpstream { upstream }
-            | Error::WrongTransport { upstream, .. } => data["upstream"] = json!(upstream),
+            | Error::WrongTransport { upstream, .. }
+            | Error::OwnSessionEnded { upstream } => data["upstream"] = json!(upstream),
             Error::ConnectionRequired { upstream, connect_url } => {
                 data["upstream"] = json!(upstream);
                 data["connect_url"] = json!(connect_url.as_ref().map(Secret::expose));
@@ -306,6 +317,7 @@ mod tests {
             (Error::WrongTransport { upstream: up(), use_path: "/sse/svc".into() }, 404),
             (Error::ConnectionRequired { upstream: up(), connect_url: None }, 403),
             (Error::OriginNotAllowed { origin: "https://x".into() }, 403),
+            (Error::OwnSessionEnded { upstream: up() }, 404),
             (Error::BodyTooLarge { limit: 10 }, 413),
             (Error::UpstreamUnreachable { upstream: up() }, 502),
             (Error::UpstreamTimeout { upstream: up(), after_ms: 5 }, 504),

@@ -279,7 +279,12 @@ pub async fn begin(
 
 /// The outcome of a callback, as the page the user sees.
 pub enum Finished {
-    Connected(UpstreamId),
+    /// With whose account, and the issuer the person signed in at.
+    Connected {
+        upstream: UpstreamId,
+        subject: SubjectId,
+        issuer: String,
+    },
     Refused(Refusal),
     LinkGone(LinkOutcome),
     /// Inside an authorization of the gateway's own: the redirect back to its client (with a
@@ -374,7 +379,11 @@ pub async fn finish(app: &App, url: &Url, browser: Option<&str>) -> Result<Finis
     }
     Ok(match (&pending.then, code) {
         (Some(then), Some((code, _))) => back_to(app, then, &[("code", &code)])?,
-        _ => Finished::Connected(pending.upstream),
+        _ => Finished::Connected {
+            upstream: pending.upstream,
+            subject: SubjectId::parse(subject).map_err(Error::internal)?,
+            issuer: pending.server.issuer,
+        },
     })
 }
 

@@ -6,6 +6,7 @@
 use crate::app::App;
 use crate::authorize;
 use crate::connect::{mint_link, LinkFor};
+use crate::core::connect_tool::{answer as own_answer, needs_link, Answer, Asked, Session};
 use crate::core::headers::{connection_listed, forward_request_header, forward_response_header};
 use crate::core::ids::{SubjectId, UpstreamId};
 use crate::core::keys;
@@ -172,7 +173,14 @@ async fn forward(
     mut p: Prepared,
     body: Option<Vec<u8>>,
 ) -> Result<Response, Error> {
-    let (resp, sent) = exchange(app, req, &mut p, body).await?;
+    // API.md §7: without a connection, the gateway may answer the session itself.
+    let own = p.upstream.connect_tool && p.route == Route::Mcp;
+    let kept = if own { body.clone() } else { None };
+    let (resp, sent) = match exchange(app, req, &mut p, body).await {
+        Err(Error::ConnectionRequired { .. }) if own => return own_session(app, req, &p, kept).await,
+        Err(Error::ConnectionRequired { .. }) => return Err(connection_required(app, &p).await),
+        exchanged => exchanged?,
+    };
     let status = resp.status_code();
     if let Some(seen) = works_again(sent.per_user, p.connection, status) {
         let op = SetConnectionStatus {
@@ -208,11 +216,14 @@ async fn exchange(
     let listed = connection_listed(http::header(req, "connection").as_deref());
     let forwarded: Vec<(String, String)> =
         req.headers().entries().filter(|(name, _)| forward_request_header(name, &listed)).collect();
+    // A session the gateway made itself while the subject was not connected has ended now.
+    let session = forwarded.iter().find(|(name, _)| name.eq_ignore_ascii_case("mcp-session-id"));
+    let needs_connection = || Error::ConnectionRequired { upstream: upstream_id.into(), connect_url: None };
     loop {
-        let rendered = match render_headers(app, p).await {
-            Err(Error::ConnectionRequired { .. }) => return Err(connection_required(app, p).await),
-            rendered => rendered?,
-        };
+        let rendered = render_headers(app, p).await?;
+        if session.is_some_and(|(_, id)| Session::parse(id).is_some()) {
+            return Err(Error::OwnSessionEnded { upstream: upstream_id.into() });
+        }
         let out = Headers::new();
         for (name, value) in &forwarded {
             out.append(name, value).map_err(Error::internal)?;
@@ -232,7 +243,7 @@ async fn exchange(
                     seen: p.connection.map(|c| c.updated_at),
                 };
                 p.store.call(op).await?;
-                return Err(connection_required(app, p).await);
+                return Err(needs_connection());
             }
             Next::OperatorCredentialsRejected => {
                 return Err(Error::UpstreamRejectedCredentials { upstream: upstream_id.into() })
@@ -241,13 +252,13 @@ async fn exchange(
         }
         // The token was refused: refresh once (or take the token another request refreshed),
         // then retry once.
-        let Some(rejected) = p.access_token.clone() else { return Err(connection_required(app, p).await) };
+        let Some(rejected) = p.access_token.clone() else { return Err(needs_connection()) };
         match p.store.call(RefreshAfterRejection { upstream: p.upstream.id.clone(), rejected }).await? {
             Refreshed::Token { access_token, updated_at } => {
                 p.connection = Some(ConnectionSeen { status: ConnectionStatus::Connected, updated_at });
                 p.access_token = Some(access_token);
             }
-            Refreshed::ConnectionRequired => return Err(connection_required(app, p).await),
+            Refreshed::ConnectionRequired => return Err(needs_connection()),
             Refreshed::Unavailable { retry_after } => {
                 return Err(Error::AuthorizationServerUnavailable {
                     upstream: upstream_id.into(),
@@ -311,6 +322,48 @@ async fn connection_required(app: &App, p: &Prepared) -> Error {
         .ok()
         .map(|(url, _)| url);
     Error::ConnectionRequired { upstream: p.upstream.id.to_string(), connect_url }
+}
+
+/// The gateway's own MCP session for a subject that has not connected an upstream with
+/// `connect_tool` (API.md §7; the answers are `core::connect_tool`): the connect link is minted
+/// only for a tool call. No server stream (GET 405); DELETE ends nothing that needs ending.
+async fn own_session(
+    app: &App,
+    req: &Request,
+    p: &Prepared,
+    body: Option<Vec<u8>>,
+) -> Result<Response, Error> {
+    match req.method() {
+        Method::Post => {}
+        Method::Delete => return Ok(http::empty(200)),
+        _ => return Err(Error::MethodNotAllowed { allow: "POST, DELETE" }),
+    }
+    let body = body.unwrap_or_default();
+    let session = http::header(req, "mcp-session-id");
+    let version = http::header(req, "mcp-protocol-version");
+    let asked = Asked {
+        upstream: p.upstream.id.as_str(),
+        session: session.as_deref().and_then(Session::parse),
+        protocol_version: version.as_deref(),
+    };
+    let link = match needs_link(&body) {
+        true => mint_link(app, &p.store, &p.routing, &p.subject, &p.upstream.id, LinkFor::ConnectionRequired)
+            .await
+            .map_err(|e| worker::console_error!("mcp-authbridge: could not make a connect link: {e:?}"))
+            .ok()
+            .map(|(url, _)| url),
+        false => None,
+    };
+    Ok(match own_answer(&body, &asked, link.as_ref().map(Secret::expose), &random_bytes()) {
+        Answer::Accepted => http::empty(202),
+        Answer::Json { status, body, session } => {
+            let resp = http::json(status, &body);
+            if let Some(id) = session {
+                let _ = resp.headers().set("Mcp-Session-Id", &id);
+            }
+            resp
+        }
+    })
 }
 
 /// Step 5: open every value the templates read, then render them (`core::request::render`).

@@ -373,6 +373,28 @@ pub(crate) fn page(title: &str, body: &str) -> String {
 }
 
 /// A page that only says something: success, or what went wrong and what to do.
+/// How a connection was made, as its success page names it: a link seen by someone else cannot
+/// bind an account without the page saying whose, and with what.
+pub enum ConnectedWith<'a> {
+    /// The fields typed, by label.
+    Fields(Vec<&'a str>),
+    /// A sign-in at this authorization server (its host).
+    SignIn(&'a str),
+}
+
+/// The text of the page after a link completed.
+pub fn connected_text(upstream: &str, subject: &str, with: &ConnectedWith<'_>) -> String {
+    let how = match with {
+        ConnectedWith::Fields(labels) if labels.is_empty() => String::new(),
+        ConnectedWith::Fields(labels) => format!(", with the {} you entered", labels.join(", ")),
+        ConnectedWith::SignIn(host) => format!(", with the account you signed in to at {host}"),
+    };
+    format!(
+        "Your account for {upstream} is connected for {subject}{how}. If that is not you, tell whoever sent \
+         you the link. You can close this page."
+    )
+}
+
 pub fn message_page(title: &str, message: &str) -> String {
     page(title, &format!("<p>{}</p>", escape_html(message)))
 }
@@ -644,5 +666,14 @@ mod tests {
                 && confirm.contains("value=\"tok\"")
                 && confirm.contains("<form method=\"post\">")
         );
+    }
+
+    #[test]
+    fn the_success_page_says_whose_account_and_with_what() {
+        let typed = connected_text("tickets", "alice", &ConnectedWith::Fields(vec!["API key", "Region"]));
+        assert!(typed.contains("connected for alice, with the API key, Region you entered"));
+        let signed = connected_text("tickets", "bob", &ConnectedWith::SignIn("id.example"));
+        assert!(signed.contains("connected for bob, with the account you signed in to at id.example"));
+        assert!(!connected_text("t", "c", &ConnectedWith::Fields(vec![])).contains("with"));
     }
 }

@@ -5,6 +5,7 @@ pub mod authorize;
 pub mod cache;
 pub mod config;
 pub mod connect;
+pub mod connect_tool;
 pub mod connections;
 pub mod encoding;
 pub mod headers;

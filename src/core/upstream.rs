@@ -66,6 +66,10 @@ pub struct Upstream {
     /// authorization server).
     #[serde(default, skip_serializing_if = "SignIn::is_off")]
     pub sign_in: SignIn,
+    /// A subject that is not connected gets an MCP session from the gateway itself, with one
+    /// tool that hands out the connect link (`core::connect_tool`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub connect_tool: bool,
     pub updated_at: u64,
 }
 
@@ -276,7 +280,11 @@ pub fn parse_upstream(
     now_ms: u64,
 ) -> Result<UpstreamDraft, FieldError> {
     let obj = object(body, "body")?;
-    only_fields(obj, &["url", "transport", "headers", "user_fields", "oauth", "sign_in"], "")?;
+    only_fields(
+        obj,
+        &["url", "transport", "headers", "user_fields", "oauth", "sign_in", "connect_tool"],
+        "",
+    )?;
     let url = string_at(obj, "url", "url")?.ok_or_else(|| FieldError::new("url", "is required"))?;
     let url = check_url(&url, allow_private).map_err(|e| FieldError::new("url", e.to_string()))?.to_string();
     let transport = match string_at(obj, "transport", "transport")?.as_deref() {
@@ -316,8 +324,22 @@ pub fn parse_upstream(
         Some("link") => SignIn::Link,
         Some(_) => return Err(FieldError::new("sign_in", "must be \"off\", \"self\" or \"link\"")),
     };
-    let upstream =
-        Upstream { id: id.clone(), url, transport, headers, user_fields, oauth, sign_in, updated_at: now_ms };
+    let connect_tool = match obj.get("connect_tool") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(FieldError::new("connect_tool", "must be true or false")),
+    };
+    let upstream = Upstream {
+        id: id.clone(),
+        url,
+        transport,
+        headers,
+        user_fields,
+        oauth,
+        sign_in,
+        connect_tool,
+        updated_at: now_ms,
+    };
     let plan = upstream.header_plan()?;
     if upstream.sign_in == SignIn::SelfService {
         // Anyone may sign in: nothing of the operator's may reach the upstream for them.
@@ -414,6 +436,7 @@ impl Upstream {
             "headers": self.headers,
             "user_fields": self.user_fields,
             "sign_in": self.sign_in,
+            "connect_tool": self.connect_tool,
             "updated_at": super::encoding::rfc3339(self.updated_at),
         });
         if let Some(o) = &self.oauth {
@@ -552,6 +575,9 @@ mod tests {
             let body = json!({"url": "https://a.example/", "headers": {"X": operator}, "sign_in": "self"});
             assert_eq!(field_of(body), "sign_in", "{operator}");
         }
+        let tool = parse(json!({"url": "https://a.example/", "connect_tool": true})).unwrap().upstream;
+        assert!(tool.connect_tool && tool.public_view()["connect_tool"] == true);
+        assert_eq!(field_of(json!({"url": "https://a.example/", "connect_tool": "yes"})), "connect_tool");
         let link = json!({"url": "https://a.example/", "headers": {"X": "{{secret.t}}"}, "sign_in": "link"});
         assert_eq!(parse(link).unwrap().upstream.sign_in, SignIn::Link);
         assert_eq!(field_of(json!({"url": "https://a.example/", "sign_in": "everyone"})), "sign_in");

@@ -516,9 +516,9 @@ export function startPyServer({ apiKey, headerName = 'X-API-KEY' }) {
 }
 
 /** Runs tests/e2e/peers/py_client.py against a URL with one key; resolves with its JSON line. */
-export function runPyClient(url, key) {
+export function runPyClient(url, key, tool = 'whoami') {
   return new Promise((resolve, reject) => {
-    const child = spawn(PYTHON, [path.join(ROOT, 'tests/e2e/peers/py_client.py'), '--url', url, '--key', key], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(PYTHON, [path.join(ROOT, 'tests/e2e/peers/py_client.py'), '--url', url, '--key', key, '--call', tool], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.on('data', (d) => { out += d; });

@@ -1,10 +1,11 @@
 """Test MCP client (official `mcp` SDK) for mcp-authbridge end-to-end tests.
 
-    python py_client.py --url URL --key KEY
+    python py_client.py --url URL --key KEY [--call TOOL]
 
 Connects over Streamable HTTP with `Authorization: Bearer KEY` as its only
-custom header, lists tools, calls `whoami`, and prints one JSON line:
-{"protocol_version": ..., "tools": [...], "whoami": <parsed tool text>}.
+custom header, lists tools, calls `whoami` (or TOOL), and prints one JSON line:
+{"protocol_version": ..., "tools": [...], "whoami": <parsed tool text>}, or for
+another TOOL {"protocol_version", "tools", "text": <its text>}.
 The SDK's default mode probes `server/discover` (2026-07-28) first and falls
 back to the `initialize` handshake if the server does not speak it.
 Exits 1 with a message on stderr on any failure (never printing the key).
@@ -30,7 +31,7 @@ async def note_status(response: httpx2.Response) -> None:
         http_errors.append(f"HTTP {response.status_code} for {response.request.method}")
 
 
-async def run(url: str, key: str) -> dict:
+async def run(url: str, key: str, tool: str) -> dict:
     http = httpx2.AsyncClient(
         headers={"Authorization": f"Bearer {key}"},
         timeout=httpx2.Timeout(30.0),
@@ -38,11 +39,12 @@ async def run(url: str, key: str) -> dict:
     )
     async with http, Client(streamable_http_client(url, http_client=http)) as client:
         tools = [t.name for t in (await client.list_tools()).tools]
-        result = await client.call_tool("whoami", {})
+        result = await client.call_tool(tool, {})
         if result.is_error:
-            raise RuntimeError(f"whoami returned an error result: {result.content}")
+            raise RuntimeError(f"{tool} returned an error result")
         text = next(c.text for c in result.content if c.type == "text")
-        return {"protocol_version": client.protocol_version, "tools": tools, "whoami": json.loads(text)}
+        seen = {"whoami": json.loads(text)} if tool == "whoami" else {"text": text}
+        return {"protocol_version": client.protocol_version, "tools": tools, **seen}
 
 
 def describe(exc: BaseException) -> str:
@@ -56,9 +58,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--url", required=True)
     p.add_argument("--key", required=True)
+    p.add_argument("--call", default="whoami")
     args = p.parse_args()
     try:
-        out = asyncio.run(run(args.url, args.key))
+        out = asyncio.run(run(args.url, args.key, args.call))
     except BaseException as exc:  # noqa: BLE001 - report every failure the same way
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise

@@ -169,10 +169,10 @@ fn tool(upstream: &str) -> Value {
         "name": tool_name(upstream),
         "title": format!("Connect {upstream}"),
         "description": format!(
-            "The user has not connected their {upstream} account yet, so {upstream}'s tools are not \
+            "The user has not connected their {upstream} account yet, so the tools of {upstream} are not \
              available. Call this tool first: it returns a link. Give the link to the user, ask them to \
              open it in their browser and connect their account, and to tell you when they are done; \
-             {upstream}'s tools then appear in a new session."
+             the tools of {upstream} then appear in a new session."
         ),
         "inputSchema": { "type": "object", "properties": {} },
         "annotations": { "readOnlyHint": true, "openWorldHint": false },
@@ -183,7 +183,7 @@ fn connect_text(upstream: &str, link: &str) -> String {
     format!(
         "The user must connect their {upstream} account before its tools can be used. Give the user \
          this link to open in their browser: {link}\nThe link works once, for one hour. After the user \
-         has connected, {upstream}'s own tools appear in a new session (start one, or list the tools again)."
+         has connected, the tools of {upstream} appear in a new session (start one, or list the tools again)."
     )
 }
 

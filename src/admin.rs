@@ -192,6 +192,7 @@ pub async fn create_key(app: &App, mut req: Request) -> Result<Response, Error> 
         expires_at: expires_in.map(|s| now + s * 1000),
         label,
         created_at: now,
+        last_used: None,
     };
     app.store_for(subject.as_str())?.call(CreateKey { key: record.clone() }).await?;
     let mut view = record.public_view();

@@ -126,6 +126,7 @@ mod tests {
             expires_at,
             label: None,
             created_at: 0,
+            last_used: None,
         }
     }
 

@@ -270,6 +270,18 @@ pub struct KeyRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
     pub created_at: u64,
+    /// When a request last used it, to the minute (`usage_due`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used: Option<u64>,
+}
+
+/// How stale a stored last use may get: requests within it write nothing, so the hot path pays
+/// at most one storage write a minute per key or grant.
+pub const USAGE_RESOLUTION_MS: u64 = 60_000;
+
+/// Whether a use at `now_ms` should be written, after the last one written at `last_used`.
+pub fn usage_due(last_used: Option<u64>, now_ms: u64) -> bool {
+    last_used.is_none_or(|t| now_ms.saturating_sub(t) >= USAGE_RESOLUTION_MS)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -299,6 +311,7 @@ impl KeyRecord {
             "label": self.label,
             "expires_at": self.expires_at.map(super::encoding::rfc3339),
             "created_at": super::encoding::rfc3339(self.created_at),
+            "last_used": self.last_used.map(super::encoding::rfc3339),
         })
     }
 }
@@ -316,6 +329,7 @@ mod record_tests {
             expires_at,
             label: None,
             created_at: 0,
+            last_used: None,
         }
     }
 
@@ -341,5 +355,13 @@ mod record_tests {
         assert!(serde_json::from_str::<KeyScope>(r#"["Not An Id"]"#).is_err());
         assert!(KeyHash::of("mab_x").matches("mab_x"));
         assert!(!KeyHash::of("mab_x").matches("mab_y"));
+    }
+
+    #[test]
+    fn a_use_is_written_at_most_once_a_minute() {
+        assert!(usage_due(None, 5));
+        assert!(!usage_due(Some(1_000), 1_000 + USAGE_RESOLUTION_MS - 1));
+        assert!(usage_due(Some(1_000), 1_000 + USAGE_RESOLUTION_MS));
+        assert!(!usage_due(Some(9_000), 1_000), "a clock that went back writes nothing");
     }
 }

@@ -256,6 +256,19 @@ test('an OpenAI-style raw client: initialize, tools/list, tools/call with one Au
   assert.equal(seen.accept, ACCEPT);
 });
 
+test('usage: a key\'s last use is in the keys list, written at most once a minute', async () => {
+  const { id, key } = await newKey(gw, 'alice@example.com', ['apikey'], { label: 'usage' });
+  const listed = async () => (await gw.admin('GET', '/keys?subject=alice@example.com')).json.items.find((k) => k.id === id);
+  assert.equal((await listed()).last_used, null, 'never used');
+  const before = Date.now() - 2000;
+  assert.equal((await rawMcp(gw, '/mcp/apikey', key, callTool(1, 'whoami'))).status, 200);
+  const first = (await listed()).last_used;
+  assert.ok(Date.parse(first) >= before && Date.parse(first) <= Date.now() + 2000, first);
+  await sleep(1100);
+  assert.equal((await rawMcp(gw, '/mcp/apikey', key, callTool(2, 'whoami'))).status, 200);
+  assert.equal((await listed()).last_used, first, 'within the minute nothing is written again');
+});
+
 test('Basic credentials from two user values', async () => {
   const client = await sdkClient(gw.base + '/mcp/basic', keys.alice);
   const seen = await whoami(client);

@@ -4,7 +4,7 @@
 use super::SubjectStore;
 use crate::core::connections::ConnectionSummary;
 use crate::core::ids::{SubjectId, UpstreamId};
-use crate::core::keys::{Access, KeyRecord};
+use crate::core::keys::{usage_due, Access, KeyRecord};
 use crate::core::oauth::token::refresh_due;
 use crate::core::request::{
     pick_user_value, status_change_applies, still_bound, token_after_refresh, ConnectionStatus, Place,
@@ -70,13 +70,18 @@ impl SubjectStore {
             let Some(record) = take(&key_name) else {
                 return Ok(Resolved::InvalidKey);
             };
-            let record: KeyRecord = serde_wasm_bindgen::from_value(record)?;
+            let mut record: KeyRecord = serde_wasm_bindgen::from_value(record)?;
             // Found by the SHA-256 of the whole key: no byte of the key itself is ever compared,
             // so the lookup's timing says nothing about it.
-            match record.access(upstream, now_ms()) {
+            let now = now_ms();
+            match record.access(upstream, now) {
                 Access::Expired => return Ok(Resolved::InvalidKey),
                 Access::NotAllowed => return Ok(Resolved::NotAllowed),
                 Access::Allowed => {}
+            }
+            if usage_due(record.last_used, now) {
+                record.last_used = Some(now);
+                self.storage().put(&key_name, &record).await?;
             }
             record.subject
         };

@@ -7,7 +7,7 @@ use crate::core::authorize::grant::{
     access_allowed, present_refresh, redeem, revokes, rotated, CodeRecord, CodeUse, IssuedGrant, Redemption,
     RefreshUse, ACCESS_TOKEN_S,
 };
-use crate::core::keys::KeyHash;
+use crate::core::keys::{usage_due, KeyHash};
 use crate::rt::now_ms;
 use crate::store::protocol::{RedeemCode, Redeemed, RevokeToken, RotateRefresh, Rotated};
 use crate::store::schema::{CODES, GRANTS, GRANT_TOKENS};
@@ -85,8 +85,15 @@ impl SubjectStore {
         access: &KeyHash,
         upstream: &str,
     ) -> Result<bool> {
-        let grant = self.storage().get::<IssuedGrant>(&GRANTS.key(id)).await?;
-        Ok(grant.is_some_and(|g| access_allowed(&g, access, upstream, now_ms())))
+        let key = GRANTS.key(id);
+        let Some(mut grant) = self.storage().get::<IssuedGrant>(&key).await? else { return Ok(false) };
+        let now = now_ms();
+        let allowed = access_allowed(&grant, access, upstream, now);
+        if allowed && usage_due(grant.last_used, now) {
+            grant.last_used = Some(now);
+            self.storage().put(&key, &grant).await?;
+        }
+        Ok(allowed)
     }
 
     /// RFC 7009 revocation: ends the grant the presented token is indexed to, when

@@ -6,7 +6,9 @@
 use crate::app::App;
 use crate::authorize;
 use crate::connect::{mint_link, LinkFor};
-use crate::core::connect_tool::{answer as own_answer, needs_link, Answer, Asked, Session};
+use crate::core::connect_tool::{
+    answer as own_answer, legacy_endpoint_event, legacy_message_event, needs_link, Answer, Asked, Session,
+};
 use crate::core::headers::{connection_listed, forward_request_header, forward_response_header};
 use crate::core::ids::{SubjectId, UpstreamId};
 use crate::core::keys;
@@ -32,7 +34,7 @@ use futures_util::StreamExt;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use url::Url;
-use worker::{Headers, Method, Request, Response};
+use worker::{Headers, Method, Request, Response, ResponseBody};
 
 /// Which MCP route a request came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +85,8 @@ struct Prepared {
     store: SubjectStoreStub,
     /// For a legacy stream: the keyring that seals its message URLs, taken before connecting.
     keyring: Option<Rc<Keyring>>,
+    /// A legacy message to the gateway's own session (`?own=`): its id.
+    own: Option<String>,
 }
 
 /// Steps 1–4: origin, key, upstream, scope, and the subject's sealed values (one Durable Object
@@ -141,9 +145,14 @@ async fn prepare(app: &App, req: &Request, upstream_id: &str, route: Route) -> R
         };
         return Err(Error::WrongTransport { upstream: upstream_id.into(), use_path });
     }
+    // A legacy message to a session the gateway made itself carries its id, not an upstream URL.
+    let own = match route {
+        Route::SseMessage => own_session_param(req)?,
+        Route::Mcp | Route::SseOpen => None,
+    };
     let target = match route {
-        Route::Mcp | Route::SseOpen => upstream.url.clone(),
-        Route::SseMessage => session_target(app, req, &upstream, subject.as_str())?,
+        Route::SseMessage if own.is_none() => session_target(app, req, &upstream, subject.as_str())?,
+        Route::Mcp | Route::SseOpen | Route::SseMessage => upstream.url.clone(),
     };
     let target = check_url(&target, app.config.allow_private_upstreams).map_err(|e| {
         worker::console_error!("mcp-authbridge: upstream '{upstream_id}' URL refused by policy: {e}");
@@ -163,7 +172,19 @@ async fn prepare(app: &App, req: &Request, upstream_id: &str, route: Route) -> R
         routing,
         store,
         keyring,
+        own,
     })
+}
+
+/// The `own` query parameter of a legacy message URL, when it names a session of the gateway's.
+fn own_session_param(req: &Request) -> Result<Option<String>, Error> {
+    let url = req.url().map_err(Error::internal)?;
+    let own = url.query_pairs().find(|(k, _)| k == "own").map(|(_, v)| v.into_owned());
+    match own {
+        Some(id) if Session::parse(&id).is_some() => Ok(Some(id)),
+        Some(_) => Err(Error::InvalidSessionUrl),
+        None => Ok(None),
+    }
 }
 
 /// Steps 5–8: render, send, and relay the answer, as `core::request::after_upstream` says.
@@ -174,7 +195,7 @@ async fn forward(
     body: Option<Vec<u8>>,
 ) -> Result<Response, Error> {
     // API.md §7: without a connection, the gateway may answer the session itself.
-    let own = p.upstream.connect_tool && p.route == Route::Mcp;
+    let own = p.upstream.connect_tool;
     let kept = if own { body.clone() } else { None };
     let (resp, sent) = match exchange(app, req, &mut p, body).await {
         Err(Error::ConnectionRequired { .. }) if own => return own_session(app, req, &p, kept).await,
@@ -221,7 +242,7 @@ async fn exchange(
     let needs_connection = || Error::ConnectionRequired { upstream: upstream_id.into(), connect_url: None };
     loop {
         let rendered = render_headers(app, p).await?;
-        if session.is_some_and(|(_, id)| Session::parse(id).is_some()) {
+        if p.own.is_some() || session.is_some_and(|(_, id)| Session::parse(id).is_some()) {
             return Err(Error::OwnSessionEnded { upstream: upstream_id.into() });
         }
         let out = Headers::new();
@@ -333,13 +354,14 @@ async fn own_session(
     p: &Prepared,
     body: Option<Vec<u8>>,
 ) -> Result<Response, Error> {
-    match req.method() {
-        Method::Post => {}
-        Method::Delete => return Ok(http::empty(200)),
-        _ => return Err(Error::MethodNotAllowed { allow: "POST, DELETE" }),
+    match (p.route, req.method()) {
+        (Route::SseOpen, _) => return own_legacy_stream(p).await,
+        (Route::SseMessage, _) | (Route::Mcp, Method::Post) => {}
+        (Route::Mcp, Method::Delete) => return Ok(http::empty(200)),
+        (Route::Mcp, _) => return Err(Error::MethodNotAllowed { allow: "POST, DELETE" }),
     }
     let body = body.unwrap_or_default();
-    let session = http::header(req, "mcp-session-id");
+    let session = p.own.clone().or_else(|| http::header(req, "mcp-session-id"));
     let version = http::header(req, "mcp-protocol-version");
     let asked = Asked {
         upstream: p.upstream.id.as_str(),
@@ -354,7 +376,17 @@ async fn own_session(
             .map(|(url, _)| url),
         false => None,
     };
-    Ok(match own_answer(&body, &asked, link.as_ref().map(Secret::expose), &random_bytes()) {
+    let answer = own_answer(&body, &asked, link.as_ref().map(Secret::expose), &random_bytes());
+    if let Some(id) = &p.own {
+        // Legacy: the answer goes out on the session's event stream; the POST is accepted.
+        if let Answer::Json { body, .. } = &answer {
+            if !p.store.push_stream(id, &legacy_message_event(body)).await? {
+                return Err(Error::InvalidSessionUrl);
+            }
+        }
+        return Ok(http::empty(202));
+    }
+    Ok(match answer {
         Answer::Accepted => http::empty(202),
         Answer::Json { status, body, session } => {
             let resp = http::json(status, &body);
@@ -364,6 +396,17 @@ async fn own_session(
             resp
         }
     })
+}
+
+/// `GET /sse/{upstream}` of the gateway's own session: an event stream kept by the subject's
+/// store, starting with the endpoint event; its answers come from the POSTs to that endpoint.
+async fn own_legacy_stream(p: &Prepared) -> Result<Response, Error> {
+    let id = Session::default().id(&random_bytes());
+    let stream = p.store.open_stream(&id, &legacy_endpoint_event(p.upstream.id.as_str(), &id)).await?;
+    let headers = Headers::new();
+    let _ = headers.set("Content-Type", "text/event-stream");
+    let _ = headers.set("Cache-Control", "no-store");
+    Ok(Response::builder().with_status(200).with_headers(headers).body(ResponseBody::Stream(stream)))
 }
 
 /// Step 5: open every value the templates read, then render them (`core::request::render`).

@@ -69,6 +69,16 @@ pub enum Answer {
     Accepted,
 }
 
+/// The first event of the gateway's own legacy (2024-11-05) session: where the client posts.
+pub fn legacy_endpoint_event(upstream: &str, session: &str) -> String {
+    format!("event: endpoint\ndata: /sse/{upstream}/messages?own={session}\n\n")
+}
+
+/// An answer on the legacy event stream.
+pub fn legacy_message_event(answer: &Value) -> String {
+    format!("event: message\ndata: {answer}\n\n")
+}
+
 /// The name of the one tool.
 pub fn tool_name(upstream: &str) -> String {
     format!("connect_{upstream}")
@@ -298,6 +308,16 @@ mod tests {
         let own = br#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"connect_tickets"}}"#;
         let (_, reply, _) = json_of(answer(own, &eliciting, Some(LINK), &[0; 16]));
         assert_eq!(reply["result"]["isError"], false);
+    }
+
+    #[test]
+    fn legacy_sessions_post_to_their_own_endpoint_and_hear_back_on_the_stream() {
+        let id = Session::default().id(&[1; 16]);
+        assert_eq!(
+            legacy_endpoint_event("tickets", &id),
+            format!("event: endpoint\ndata: /sse/tickets/messages?own={id}\n\n")
+        );
+        assert_eq!(legacy_message_event(&json!({"id": 1})), "event: message\ndata: {\"id\":1}\n\n");
     }
 
     #[test]

@@ -50,16 +50,34 @@ impl SubjectStoreStub {
     /// The untyped half of `call`, once for every operation.
     async fn send(&self, op: Op) -> Result<String, Error> {
         let body = serde_json::to_string(&op).map_err(Error::internal)?;
-        // RPC stubs are proxies: their methods are callable but not `Function` instances, and the
-        // call answers an RPC promise (a thenable); `Reflect.apply` and `then` work on both.
-        let method = js_sys::Reflect::get(&self.0, &JsValue::from_str("op")).map_err(store_error)?;
-        let args = js_sys::Array::of1(&JsValue::from_str(&body));
+        let answer = self.invoke("op", &js_sys::Array::of1(&JsValue::from_str(&body))).await?;
+        answer.as_string().ok_or_else(|| Error::internal("subject store answered no text"))
+    }
+
+    /// Opens the event stream of the gateway's own legacy session `id` in the store (src/entry.mjs),
+    /// starting with `first`.
+    pub async fn open_stream(&self, id: &str, first: &str) -> Result<web_sys::ReadableStream, Error> {
+        let args = js_sys::Array::of2(&JsValue::from_str(id), &JsValue::from_str(first));
+        Ok(self.invoke("openStream", &args).await?.unchecked_into())
+    }
+
+    /// Writes `text` to that stream; `false` when it is not open (the client went away, or the
+    /// store restarted).
+    pub async fn push_stream(&self, id: &str, text: &str) -> Result<bool, Error> {
+        let args = js_sys::Array::of2(&JsValue::from_str(id), &JsValue::from_str(text));
+        Ok(self.invoke("pushStream", &args).await?.as_bool() == Some(true))
+    }
+
+    /// Calls the store's RPC method `name`. RPC stubs are proxies: their methods are callable but
+    /// not `Function` instances, and the call answers an RPC promise (a thenable); `Reflect.apply`
+    /// and `then` work on both.
+    async fn invoke(&self, name: &str, args: &js_sys::Array) -> Result<JsValue, Error> {
+        let method = js_sys::Reflect::get(&self.0, &JsValue::from_str(name)).map_err(store_error)?;
         let promise: js_sys::Promise =
-            js_sys::Reflect::apply(method.unchecked_ref::<js_sys::Function>(), &self.0, &args)
+            js_sys::Reflect::apply(method.unchecked_ref::<js_sys::Function>(), &self.0, args)
                 .map_err(store_error)?
                 .unchecked_into();
-        let answer = JsFuture::from(promise).await.map_err(store_error)?;
-        answer.as_string().ok_or_else(|| Error::internal("subject store answered no text"))
+        JsFuture::from(promise).await.map_err(store_error)
     }
 }
 

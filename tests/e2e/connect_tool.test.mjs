@@ -12,13 +12,14 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import {
   startGateway, putUpstream, newKey, mcpAnswer, initialize, callTool, openPage, submit, runPyClient,
-  startOAuthConnect, finishOAuthConnect, launchChromium,
+  startOAuthConnect, finishOAuthConnect, launchChromium, sdkLegacyClient, whoami,
 } from './harness.mjs';
-import { startStreamable } from './peers/ts_servers.mjs';
+import { startStreamable, startLegacySse } from './peers/ts_servers.mjs';
 import { startOAuthPeers, stopOAuthPeers, oauthSecrets } from './peers/oauth_mcp_server.mjs';
 
 let gw;
 let keyed;
+let legacy;
 let as;
 let mcp;
 const TYPED = 'typed-in-conversation-' + randomBytes(8).toString('hex');
@@ -33,11 +34,14 @@ before(async () => {
   await putUpstream(gw, 'keyed', { ...header, connect_tool: true });
   await putUpstream(gw, 'plain', header);
   await putUpstream(gw, 'tickets', { url: mcp.url, oauth: {}, connect_tool: true });
+  legacy = await startLegacySse({ check: (h) => h['x-api-key'] === TYPED, name: 'legacy-upstream' });
+  await putUpstream(gw, 'old', { ...header, url: legacy.url, transport: 'sse', connect_tool: true });
 });
 
 after(async () => {
   gw?.track(oauthSecrets(as, mcp));
   keyed?.close();
+  legacy?.close();
   await stopOAuthPeers(as, mcp);
   await gw?.stop();
 });
@@ -149,6 +153,31 @@ test('the official TS SDK client that declares URL-mode elicitation gets -32042 
   assert.deepEqual(py.tools, ['connect_keyed']);
   gw.trackLink(py.text.match(/https?:\/\/\S+\/connect\/\S+/)[0]);
   assert.match(py.text, /connect their keyed account/);
+});
+
+test('the legacy HTTP+SSE route: the gateway\'s own session answers on its event stream (the official SDK\'s SSE client); after connecting, a new session reaches the legacy upstream', async () => {
+  const { key } = await newKey(gw, 'lena', ['old']);
+  const first = await sdkLegacyClient(gw.base + '/sse/old', key);
+  let link;
+  try {
+    assert.equal(first.getServerVersion().name, 'mcp-authbridge');
+    assert.deepEqual((await first.listTools()).tools.map((t) => t.name), ['connect_old']);
+    link = linkIn(await first.callTool({ name: 'connect_old', arguments: {} }));
+  } finally {
+    await first.close();
+  }
+  const page = await openPage(link);
+  assert.equal(page.status, 200, page.html);
+  gw.track(TYPED);
+  const done = await submit(gw, link, { csrf: page.csrf, api_key: TYPED }, page.cookie);
+  assert.equal(done.status, 200, await done.text());
+  const real = await sdkLegacyClient(gw.base + '/sse/old', key);
+  try {
+    assert.equal(real.getServerVersion().name, 'legacy-upstream');
+    assert.equal((await whoami(real))['x-api-key'], TYPED);
+  } finally {
+    await real.close();
+  }
 });
 
 test('without connect_tool nothing changes: 403 connection_required with the link in the error', async () => {

@@ -6,6 +6,9 @@
 //! `URLElicitationRequiredError` (-32042) when it calls any other tool. Everything else gets an
 //! MCP-correct answer: empty lists, `ping`, method-not-found. Once the subject is connected, the
 //! gateway's session id answers 404 (the client starts a new session, which reaches the upstream).
+//! At 2026-07-28 (stateless, no `initialize`) it answers `server/discover`, stamps every result
+//! (`resultType`, list caching, its `serverInfo`), and a client that declared URL-mode
+//! elicitation in the request's `_meta` gets an `input_required` result carrying the link.
 
 use serde_json::{json, Map, Value};
 
@@ -17,6 +20,10 @@ pub const SESSION_PREFIX: &str = "mabs_";
 const VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
 /// The first revision with `resource_link` content items.
 const RESOURCE_LINKS_SINCE: &str = "2025-06-18";
+/// The stateless revision: `server/discover`, per-request `_meta`, `resultType`.
+const MODERN: &str = "2026-07-28";
+const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
 
 /// JSON-RPC error codes (JSON-RPC 2.0 §5.1; MCP 2025-11-25 for -32042).
 const PARSE_ERROR: i64 = -32700;
@@ -115,6 +122,7 @@ pub fn answer(body: &[u8], asked: &Asked<'_>, link: Option<&str>, random: &[u8; 
         }
     };
     let single = batch.len() == 1;
+    let modern = asked.protocol_version == Some(MODERN);
     let mut session = None;
     let mut replies = Vec::new();
     let mut status = 200;
@@ -128,17 +136,25 @@ pub fn answer(body: &[u8], asked: &Asked<'_>, link: Option<&str>, random: &[u8; 
                 session = Some(s.id(random));
                 result(id, initialize_result(asked.upstream, &params))
             }
-            // A client of the 2026-07-28 revision probes first; an `initialize`-era server refuses
-            // the probe, and the client falls back to `initialize`.
+            "server/discover" if modern => result(id, stamped(discover_result(asked.upstream), true)),
+            // A probe at another revision: refused as an `initialize`-era server would, so the
+            // client falls back to `initialize`.
             "server/discover" => {
                 status = 400;
                 error(id, SERVER_ERROR, "Bad Request: this server speaks the initialize handshake")
             }
             "ping" | "logging/setLevel" => result(id, json!({})),
-            "tools/list" => result(id, json!({ "tools": [tool(asked.upstream)] })),
-            "resources/list" => result(id, json!({ "resources": [] })),
-            "resources/templates/list" => result(id, json!({ "resourceTemplates": [] })),
-            "prompts/list" => result(id, json!({ "prompts": [] })),
+            "tools/list" => listed(id, json!({ "tools": [tool(asked.upstream)] }), modern),
+            "resources/list" => listed(id, json!({ "resources": [] }), modern),
+            "resources/templates/list" => listed(id, json!({ "resourceTemplates": [] }), modern),
+            "prompts/list" => listed(id, json!({ "prompts": [] }), modern),
+            "tools/call" if modern => {
+                let mut reply = call(id, &params, asked, link);
+                if let Some(r) = reply.get_mut("result") {
+                    *r = stamped(r.take(), false);
+                }
+                reply
+            }
             "tools/call" => call(id, &params, asked, link),
             _ => error(id, METHOD_NOT_FOUND, &format!("Method not found: {method}")),
         };
@@ -149,6 +165,41 @@ pub fn answer(body: &[u8], asked: &Asked<'_>, link: Option<&str>, random: &[u8; 
     }
     let body = if single { replies.remove(0) } else { Value::Array(replies) };
     Answer::Json { status: if single { status } else { 200 }, body, session }
+}
+
+/// A list result; at 2026-07-28 stamped, and not to be cached (the list changes on connecting).
+fn listed(id: &Value, list: Value, modern: bool) -> Value {
+    result(id, if modern { stamped(list, true) } else { list })
+}
+
+/// A 2026-07-28 result: `resultType` (kept when set: `input_required`), the gateway's
+/// `serverInfo`, and for cacheable results `ttlMs: 0` with `cacheScope: "private"`.
+fn stamped(mut result: Value, cacheable: bool) -> Value {
+    let Some(obj) = result.as_object_mut() else { return result };
+    obj.entry("resultType").or_insert(json!("complete"));
+    if cacheable {
+        obj.insert("ttlMs".into(), json!(0));
+        obj.insert("cacheScope".into(), json!("private"));
+    }
+    let info = json!({ "name": "mcp-authbridge", "version": env!("CARGO_PKG_VERSION") });
+    obj.insert("_meta".into(), json!({ META_SERVER_INFO: info }));
+    result
+}
+
+fn discover_result(upstream: &str) -> Value {
+    json!({
+        "supportedVersions": [MODERN],
+        "capabilities": { "tools": { "listChanged": false } },
+        "instructions": instructions(upstream),
+    })
+}
+
+fn instructions(upstream: &str) -> String {
+    format!(
+        "The user has not connected their {upstream} account yet, so its tools are not available. \
+         Call {} to get a link for the user to connect it.",
+        tool_name(upstream)
+    )
 }
 
 fn result(id: &Value, result: Value) -> Value {
@@ -166,11 +217,7 @@ fn initialize_result(upstream: &str, params: &Value) -> Value {
         "protocolVersion": version,
         "capabilities": { "tools": { "listChanged": false } },
         "serverInfo": { "name": "mcp-authbridge", "title": format!("{upstream} (not connected yet)"), "version": env!("CARGO_PKG_VERSION") },
-        "instructions": format!(
-            "The user has not connected their {upstream} account yet, so its tools are not available. \
-             Call {} to get a link for the user to connect it.",
-            tool_name(upstream)
-        ),
+        "instructions": instructions(upstream),
     })
 }
 
@@ -203,10 +250,22 @@ fn call(id: &Value, params: &Value, asked: &Asked<'_>, link: Option<&str>) -> Va
     let Some(link) = link else {
         return error(id, SERVER_ERROR, &format!("no connect link could be made for {upstream}: try again"));
     };
+    let message = format!("Connect your {upstream} account to continue.");
+    let elicitation =
+        json!({ "mode": "url", "elicitationId": link_id(link), "url": link, "message": message });
+    if name != tool_name(upstream)
+        && params
+            .pointer(&format!("/_meta/{}/elicitation/url", META_CAPABILITIES.replace('/', "~1")))
+            .is_some()
+    {
+        // 2026-07-28: the client asked for it in this request; -32042 is not sent at this revision.
+        let request = json!({ "method": "elicitation/create", "params": elicitation });
+        return result(
+            id,
+            json!({ "resultType": "input_required", "inputRequests": { "connect": request } }),
+        );
+    }
     if name != tool_name(upstream) && asked.session.is_some_and(|s| s.url_elicitation) {
-        let message = format!("Connect your {upstream} account to continue.");
-        let elicitation =
-            json!({ "mode": "url", "elicitationId": link_id(link), "url": link, "message": message });
         let mut e = error(id, URL_ELICITATION_REQUIRED, &message);
         e["error"]["data"] = json!({ "elicitations": [elicitation] });
         return e;
@@ -308,6 +367,44 @@ mod tests {
         let own = br#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"connect_tickets"}}"#;
         let (_, reply, _) = json_of(answer(own, &eliciting, Some(LINK), &[0; 16]));
         assert_eq!(reply["result"]["isError"], false);
+    }
+
+    #[test]
+    fn at_2026_07_28_discover_answers_results_are_stamped_and_url_elicitation_is_input_required() {
+        let modern = asked(None, Some("2026-07-28"));
+        let discover = br#"{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{}}"#;
+        let (status, reply, session) = json_of(answer(discover, &modern, None, &[0; 16]));
+        assert_eq!((status, session), (200, None));
+        let r = &reply["result"];
+        assert_eq!(r["supportedVersions"], json!(["2026-07-28"]));
+        assert_eq!((r["resultType"].as_str(), r["ttlMs"].as_i64()), (Some("complete"), Some(0)));
+        assert_eq!(r["_meta"]["io.modelcontextprotocol/serverInfo"]["name"], "mcp-authbridge");
+        let list = br#"{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{}}"#;
+        let (_, reply, _) = json_of(answer(list, &modern, None, &[0; 16]));
+        assert_eq!(
+            (reply["result"]["cacheScope"].as_str(), reply["result"]["tools"][0]["name"].as_str()),
+            (Some("private"), Some("connect_tickets"))
+        );
+        let eliciting = br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"whoami","_meta":{"io.modelcontextprotocol/clientCapabilities":{"elicitation":{"url":{}}}}}}"#;
+        let (_, reply, _) = json_of(answer(eliciting, &modern, Some(LINK), &[0; 16]));
+        let r = &reply["result"];
+        assert_eq!(r["resultType"], "input_required");
+        let request = &r["inputRequests"]["connect"];
+        assert_eq!(
+            (
+                request["method"].as_str(),
+                request["params"]["mode"].as_str(),
+                request["params"]["url"].as_str()
+            ),
+            (Some("elicitation/create"), Some("url"), Some(LINK))
+        );
+        assert!(reply.get("error").is_none(), "no -32042 at this revision");
+        let plain = br#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"connect_tickets"}}"#;
+        let (_, reply, _) = json_of(answer(plain, &modern, Some(LINK), &[0; 16]));
+        assert_eq!(
+            (reply["result"]["resultType"].as_str(), reply["result"]["isError"].as_bool()),
+            (Some("complete"), Some(false))
+        );
     }
 
     #[test]

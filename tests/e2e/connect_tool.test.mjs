@@ -54,11 +54,12 @@ function linkIn(result) {
   return link;
 }
 
-test('OpenAI-style client on an unconnected subject: server/discover refused, initialize → the gateway\'s session with connect_keyed; the user connects (Chromium, the form); a new session lists and calls the real tools; the old session answers 404', async () => {
+test('OpenAI-style client on an unconnected subject: server/discover answered at 2026-07-28, initialize → the gateway\'s session with connect_keyed; the user connects (Chromium, the form); a new session lists and calls the real tools; the old session answers 404', async () => {
   const { key } = await newKey(gw, 'olga', ['keyed']);
   const probe = await mcpAnswer(gw, '/mcp/keyed', key, { jsonrpc: '2.0', id: 0, method: 'server/discover', params: {} }, { ...OPENAI, 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'server/discover' });
-  assert.equal(probe.status, 400, 'an initialize-era server refuses the probe: the client falls back');
-  assert.equal(probe.json.error.code, -32000);
+  assert.equal(probe.status, 200, probe.text);
+  assert.deepEqual(probe.json.result.supportedVersions, ['2026-07-28']);
+  assert.equal(probe.json.result._meta['io.modelcontextprotocol/serverInfo'].name, 'mcp-authbridge');
   const init = await mcpAnswer(gw, '/mcp/keyed', key, initialize(1), OPENAI);
   assert.equal(init.status, 200, init.text);
   assert.equal(init.json.result.serverInfo.name, 'mcp-authbridge');
@@ -150,9 +151,28 @@ test('the official TS SDK client that declares URL-mode elicitation gets -32042 
   }
   const { key: pyKey } = await newKey(gw, 'pia', ['keyed']);
   const py = await runPyClient(gw.base + '/mcp/keyed', pyKey, 'connect_keyed');
+  assert.equal(py.protocol_version, '2026-07-28', 'the Python SDK speaks 2026-07-28 with the gateway\'s session');
   assert.deepEqual(py.tools, ['connect_keyed']);
   gw.trackLink(py.text.match(/https?:\/\/\S+\/connect\/\S+/)[0]);
   assert.match(py.text, /connect their keyed account/);
+});
+
+test('2026-07-28: a tool call from a client that declared URL-mode elicitation in its _meta gets an input_required result carrying the link (never -32042)', async () => {
+  const { key } = await newKey(gw, 'mona', ['keyed']);
+  const meta = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' }, 'io.modelcontextprotocol/clientCapabilities': { elicitation: { url: {} } } };
+  const modern = (method, name) => ({ 'mcp-protocol-version': '2026-07-28', 'mcp-method': method, ...(name ? { 'mcp-name': name } : {}) });
+  const tools = await mcpAnswer(gw, '/mcp/keyed', key, { jsonrpc: '2.0', id: 1, method: 'tools/list', params: { _meta: meta } }, modern('tools/list'));
+  assert.equal(tools.json.result.resultType, 'complete');
+  assert.deepEqual(tools.json.result.tools.map((t) => t.name), ['connect_keyed']);
+  const call = await mcpAnswer(gw, '/mcp/keyed', key, { jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'whoami', arguments: {}, _meta: meta } }, modern('tools/call', 'whoami'));
+  assert.equal(call.status, 200, call.text);
+  assert.equal(call.json.error, undefined);
+  assert.equal(call.json.result.resultType, 'input_required');
+  const request = call.json.result.inputRequests.connect;
+  assert.equal(request.method, 'elicitation/create');
+  assert.equal(request.params.mode, 'url');
+  assert.match(request.params.url, /\/connect\/mabl_/);
+  gw.trackLink(request.params.url);
 });
 
 test('the legacy HTTP+SSE route: the gateway\'s own session answers on its event stream (the official SDK\'s SSE client); after connecting, a new session reaches the legacy upstream', async () => {

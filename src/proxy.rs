@@ -9,6 +9,7 @@ use crate::connect::{mint_link, LinkFor};
 use crate::core::connect_tool::{
     answer as own_answer, legacy_endpoint_event, legacy_message_event, needs_link, Answer, Asked, Session,
 };
+use crate::core::encoding::rfc3339;
 use crate::core::headers::{connection_listed, forward_request_header, forward_response_header};
 use crate::core::ids::{SubjectId, UpstreamId};
 use crate::core::keys;
@@ -18,6 +19,7 @@ use crate::core::request::{
     self, after_upstream, works_again, ConnectionSeen, ConnectionStatus, Next, Refreshed, RenderFailure,
     Sent, UserValue,
 };
+use crate::core::request_log::{named, RequestLog};
 use crate::core::seal::{ConnectionValue, Context, Keyring, Sealed};
 use crate::core::secret::Secret;
 use crate::core::sse::{EndpointRewriter, SessionUrl, SseError};
@@ -48,6 +50,7 @@ pub enum Route {
 }
 
 pub async fn handle(app: &App, mut req: Request, upstream_id: &str, route: Route) -> Response {
+    let started = now_ms();
     let has_body = !matches!(req.method(), Method::Get | Method::Delete | Method::Head);
     // Authenticate before reading the body (steps 1–4): a client that fails makes the gateway
     // read no more than it needs to answer a JSON-RPC request with a JSON-RPC error.
@@ -62,12 +65,30 @@ pub async fn handle(app: &App, mut req: Request, upstream_id: &str, route: Route
         Some(Err(e)) => (None, Some(Err(e))),
         None => (None, None),
     };
+    let method = peek.as_ref().and_then(|p| p.method.clone());
+    let bytes = body.as_ref().and_then(|b| b.as_ref().ok()).map(Vec::as_slice);
+    let tool = named(http::header(&req, "mcp-name").as_deref(), method.as_deref(), bytes);
+    let who = prepared.as_ref().ok().map(|p| (p.subject.to_string(), p.credential.clone()));
+    let mut upstream_status = None;
     let result = match (prepared, body) {
         (Err(e), _) => Err(e),
         (Ok(_), Some(Err(e))) => Err(e),
-        (Ok(p), body) => forward(app, &req, p, body.and_then(Result::ok)).await,
+        (Ok(p), body) => forward(app, &req, p, body.and_then(Result::ok), &mut upstream_status).await,
     };
-    result.unwrap_or_else(|e| http::error(&e, peek.as_ref()))
+    let resp = result.unwrap_or_else(|e| http::error(&e, peek.as_ref()));
+    let log = RequestLog {
+        time: rfc3339(started),
+        upstream: upstream_id,
+        subject: who.as_ref().map(|(s, _)| s.as_str()),
+        credential: who.as_ref().map(|(_, c)| c.as_str()).filter(|c| !c.is_empty()),
+        method: method.as_deref(),
+        tool: tool.as_deref(),
+        status: resp.status_code(),
+        upstream_status,
+        ms: now_ms().saturating_sub(started),
+    };
+    worker::console_log!("{}", log.line());
+    resp
 }
 
 /// A request that passed the checks, with everything needed to send it on.
@@ -77,6 +98,8 @@ struct Prepared {
     route: Route,
     target: CheckedUrl,
     subject: SubjectId,
+    /// The key's or grant's id (the request log).
+    credential: String,
     values: BTreeMap<String, UserValue>,
     access_token: Option<Sealed>,
     connection: Option<ConnectionSeen>,
@@ -122,7 +145,7 @@ async fn prepare(app: &App, req: &Request, upstream_id: &str, route: Route) -> R
         user: plan.user_names(),
         oauth: plan.uses_oauth(),
     };
-    let (subject, values, access_token, connection) = match store.call(op).await? {
+    let (subject, credential, values, access_token, connection) = match store.call(op).await? {
         Resolved::InvalidKey => return Err(refused(true)),
         Resolved::NotAllowed if upstream.is_some() => {
             return Err(Error::KeyNotAllowed { upstream: upstream_id.into() })
@@ -131,8 +154,8 @@ async fn prepare(app: &App, req: &Request, upstream_id: &str, route: Route) -> R
         Resolved::Ok { oauth_unavailable: Some(retry_after), .. } => {
             return Err(Error::AuthorizationServerUnavailable { upstream: upstream_id.into(), retry_after })
         }
-        Resolved::Ok { subject, values, access_token, connection, .. } => {
-            (subject, values, access_token, connection)
+        Resolved::Ok { subject, credential, values, access_token, connection, .. } => {
+            (subject, credential, values, access_token, connection)
         }
     };
     let upstream = upstream.ok_or_else(|| Error::UnknownUpstream { upstream: upstream_id.into() })?;
@@ -166,6 +189,7 @@ async fn prepare(app: &App, req: &Request, upstream_id: &str, route: Route) -> R
         route,
         target,
         subject,
+        credential,
         values,
         access_token,
         connection,
@@ -193,6 +217,7 @@ async fn forward(
     req: &Request,
     mut p: Prepared,
     body: Option<Vec<u8>>,
+    upstream_status: &mut Option<u16>,
 ) -> Result<Response, Error> {
     // API.md §7: without a connection, the gateway may answer the session itself.
     let own = p.upstream.connect_tool;
@@ -203,6 +228,7 @@ async fn forward(
         exchanged => exchanged?,
     };
     let status = resp.status_code();
+    *upstream_status = Some(status);
     if let Some(seen) = works_again(sent.per_user, p.connection, status) {
         let op = SetConnectionStatus {
             upstream: p.upstream.id.clone(),

@@ -15,6 +15,7 @@ pub mod mcp;
 pub mod oauth;
 pub mod policy;
 pub mod request;
+pub mod request_log;
 pub mod seal;
 pub mod secret;
 pub mod sse;

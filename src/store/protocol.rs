@@ -141,6 +141,9 @@ pub enum Resolved {
     NotAllowed,
     Ok {
         subject: SubjectId,
+        /// The id of the key, or of the grant whose access token it was (for the request log).
+        #[serde(default)]
+        credential: String,
         /// Each `{{user.NAME}}` value found, by name.
         values: BTreeMap<String, UserValue>,
         /// The OAuth access token, sealed (`Connection { value: AccessToken }`).

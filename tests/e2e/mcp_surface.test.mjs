@@ -256,7 +256,7 @@ test('an OpenAI-style raw client: initialize, tools/list, tools/call with one Au
   assert.equal(seen.accept, ACCEPT);
 });
 
-test('usage: a key\'s last use is in the keys list, written at most once a minute', async () => {
+test('usage and request logs: a key\'s last use is in the keys list, written at most once a minute; one JSON log line per proxied request', async () => {
   const { id, key } = await newKey(gw, 'alice@example.com', ['apikey'], { label: 'usage' });
   const listed = async () => (await gw.admin('GET', '/keys?subject=alice@example.com')).json.items.find((k) => k.id === id);
   assert.equal((await listed()).last_used, null, 'never used');
@@ -267,6 +267,23 @@ test('usage: a key\'s last use is in the keys list, written at most once a minut
   await sleep(1100);
   assert.equal((await rawMcp(gw, '/mcp/apikey', key, callTool(2, 'whoami'))).status, 200);
   assert.equal((await listed()).last_used, first, 'within the minute nothing is written again');
+
+  // Request logs: one JSON line per proxied request, with the key's id, never the key.
+  const lines = () => gw.logText().split('\n').map((l) => l.match(/\{"request":.*\}$/)?.[0]).filter(Boolean).map((l) => JSON.parse(l).request);
+  let mine = [];
+  for (let i = 0; i < 50 && mine.length < 2; i++, await sleep(100)) mine = lines().filter((l) => l.credential === id);
+  assert.equal(mine.length, 2, 'one line per request');
+  const [line] = mine;
+  assert.deepEqual(
+    { upstream: line.upstream, subject: line.subject, method: line.method, tool: line.tool, status: line.status, upstream_status: line.upstream_status },
+    { upstream: 'apikey', subject: 'alice@example.com', method: 'tools/call', tool: 'whoami', status: 200, upstream_status: 200 },
+  );
+  assert.ok(Number.isInteger(line.ms) && !Number.isNaN(Date.parse(line.time)));
+  assert.ok(!gw.logText().includes(key), 'never the key');
+  assert.equal((await rawMcp(gw, '/mcp/apikey', null, callTool(3, 'whoami'))).status, 401);
+  let refused;
+  for (let i = 0; i < 50 && !refused; i++, await sleep(100)) refused = lines().find((l) => l.status === 401 && l.upstream === 'apikey');
+  assert.ok(refused && refused.subject === undefined && refused.credential === undefined, 'refused requests are logged too, without a subject');
 });
 
 test('Basic credentials from two user values', async () => {

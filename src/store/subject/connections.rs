@@ -62,7 +62,7 @@ impl SubjectStore {
                 (Some(id), Some(subject))
                     if self.access_token_allows(&id, &op.key_hash, upstream).await? =>
                 {
-                    subject
+                    (subject, id)
                 }
                 _ => return Ok(Resolved::InvalidKey),
             }
@@ -83,8 +83,9 @@ impl SubjectStore {
                 record.last_used = Some(now);
                 self.storage().put(&key_name, &record).await?;
             }
-            record.subject
+            (record.subject, record.id)
         };
+        let (subject, credential) = subject;
         let mut conn: Option<Connection> =
             take(&conn_name).map(serde_wasm_bindgen::from_value).transpose()?;
         if let (Some(c), Some(place)) = (conn.as_mut(), &op.place) {
@@ -95,6 +96,7 @@ impl SubjectStore {
                 let connection = Some(c.seen());
                 return Ok(Resolved::Ok {
                     subject,
+                    credential,
                     values,
                     access_token: None,
                     connection,
@@ -120,7 +122,7 @@ impl SubjectStore {
             };
         }
         let connection = conn.as_ref().map(Connection::seen);
-        Ok(Resolved::Ok { subject, values, access_token, connection, oauth_unavailable })
+        Ok(Resolved::Ok { subject, credential, values, access_token, connection, oauth_unavailable })
     }
 
     /// Whether the connection is still where its credentials were given

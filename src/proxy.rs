@@ -382,6 +382,9 @@ async fn own_session(
 ) -> Result<Response, Error> {
     match (p.route, req.method()) {
         (Route::SseOpen, _) => return own_legacy_stream(p).await,
+        // A message of an upstream's legacy session (its stream is the upstream's, so the
+        // gateway cannot answer on it): the connection_required refusal.
+        (Route::SseMessage, _) if p.own.is_none() => return Err(connection_required(app, p).await),
         (Route::SseMessage, _) | (Route::Mcp, Method::Post) => {}
         (Route::Mcp, Method::Delete) => return Ok(http::empty(200)),
         (Route::Mcp, _) => return Err(Error::MethodNotAllowed { allow: "POST, DELETE" }),

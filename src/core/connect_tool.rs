@@ -10,7 +10,7 @@
 //! (`resultType`, list caching, its `serverInfo`), and a client that declared URL-mode
 //! elicitation in the request's `_meta` gets an `input_required` result carrying the link.
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 /// Session ids the gateway makes itself start with this; `u` or `n` follows: whether the client
 /// declared URL-mode elicitation in its `initialize`.
@@ -22,7 +22,9 @@ const VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-
 const RESOURCE_LINKS_SINCE: &str = "2025-06-18";
 /// The stateless revision: `server/discover`, per-request `_meta`, `resultType`.
 const MODERN: &str = "2026-07-28";
-const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+/// Where a 2026-07-28 request's `_meta` declares URL-mode elicitation (a JSON pointer: the `/` in
+/// `io.modelcontextprotocol/clientCapabilities` is written `~1`).
+const META_URL_ELICITATION: &str = "/_meta/io.modelcontextprotocol~1clientCapabilities/elicitation/url";
 const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
 
 /// JSON-RPC error codes (JSON-RPC 2.0 §5.1; MCP 2025-11-25 for -32042).
@@ -253,11 +255,9 @@ fn call(id: &Value, params: &Value, asked: &Asked<'_>, link: Option<&str>) -> Va
     let message = format!("Connect your {upstream} account to continue.");
     let elicitation =
         json!({ "mode": "url", "elicitationId": link_id(link), "url": link, "message": message });
-    if name != tool_name(upstream)
-        && params
-            .pointer(&format!("/_meta/{}/elicitation/url", META_CAPABILITIES.replace('/', "~1")))
-            .is_some()
-    {
+    // Another tool of the upstream, called before connecting.
+    let other = name != tool_name(upstream);
+    if other && params.pointer(META_URL_ELICITATION).is_some() {
         // 2026-07-28: the client asked for it in this request; -32042 is not sent at this revision.
         let request = json!({ "method": "elicitation/create", "params": elicitation });
         return result(
@@ -265,7 +265,7 @@ fn call(id: &Value, params: &Value, asked: &Asked<'_>, link: Option<&str>) -> Va
             json!({ "resultType": "input_required", "inputRequests": { "connect": request } }),
         );
     }
-    if name != tool_name(upstream) && asked.session.is_some_and(|s| s.url_elicitation) {
+    if other && asked.session.is_some_and(|s| s.url_elicitation) {
         let mut e = error(id, URL_ELICITATION_REQUIRED, &message);
         e["error"]["data"] = json!({ "elicitations": [elicitation] });
         return e;
@@ -280,11 +280,8 @@ fn call(id: &Value, params: &Value, asked: &Asked<'_>, link: Option<&str>) -> Va
             "mimeType": "text/html",
         }));
     }
-    let mut result_body = Map::new();
-    result_body.insert("content".into(), Value::Array(content));
-    // Another tool of the upstream, called before connecting: an error result the model reads.
-    result_body.insert("isError".into(), Value::Bool(name != tool_name(upstream)));
-    result(id, Value::Object(result_body))
+    // For another tool, an error result the model reads.
+    result(id, json!({ "content": content, "isError": other }))
 }
 
 /// An elicitation id for a link that says nothing of the link: the first 16 hex digits of its

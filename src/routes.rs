@@ -21,7 +21,7 @@ pub async fn handle(app: &App, req: Request) -> Response {
         return http::error(&Error::NotFound { what: "route".into() }, None);
     };
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let method = req.method();
+    let method = http::method(&req);
     let origin = http::header(&req, "origin");
 
     let result: Result<Response, Error> = match (method.clone(), segs.as_slice()) {

@@ -24,7 +24,12 @@ fn own(status: u16, content_type: Option<&str>) -> worker::ResponseBuilder {
 }
 
 pub fn json(status: u16, value: &Value) -> Response {
-    own(status, Some("application/json")).fixed(value.to_string().into_bytes())
+    json_bytes(status, value.to_string().into_bytes())
+}
+
+/// A JSON document already serialized (e.g. one built into the Worker).
+pub fn json_bytes(status: u16, body: Vec<u8>) -> Response {
+    own(status, Some("application/json")).fixed(body)
 }
 
 pub fn text(status: u16, body: &str) -> Response {

@@ -66,7 +66,10 @@ pub async fn handle(app: &App, req: Request) -> Response {
         (_, ["oauth", "revoke"]) => Err(Error::MethodNotAllowed { allow: "POST" }),
         (_, ["oauth", "register"]) => Err(Error::MethodNotAllowed { allow: "POST" }),
 
-        // Admin API (API.md §4)
+        // Admin API (API.md §4). Its OpenAPI document is public: it holds nothing secret, and
+        // fetching it should neither need the token nor count toward the wrong-token limit.
+        (Method::Get, ["admin", "v1", "openapi.json"]) => Ok(admin::openapi()),
+        (_, ["admin", "v1", "openapi.json"]) => Err(Error::MethodNotAllowed { allow: "GET" }),
         (_, ["admin", "v1", ..]) => {
             cold(async {
                 admin::authorize(app, &req).await?;

@@ -3,6 +3,7 @@
 
 use crate::app::App;
 use crate::connect::{mint_link, LinkFor};
+use crate::core::body::json_object;
 use crate::core::connect::{DEFAULT_LINK_SECONDS, MAX_LINK_SECONDS};
 use crate::core::connections::{rows, Row};
 use crate::core::encoding::rfc3339;
@@ -51,13 +52,9 @@ pub async fn authorize(app: &App, req: &Request) -> Result<(), Error> {
     }
 }
 
-/// The JSON body; an empty body is `{}`, so the answer names the field that is missing.
+/// The JSON body, an object (`core::body::json_object`).
 async fn body_json(req: &mut Request, limit: usize) -> Result<Value, Error> {
-    let bytes = http::read_body(req, limit).await?;
-    if bytes.is_empty() {
-        return Ok(json!({}));
-    }
-    serde_json::from_slice(&bytes).map_err(|e| Error::bad_request("body", format!("is not valid JSON ({e})")))
+    Ok(json_object(&http::read_body(req, limit).await?)?)
 }
 
 fn name<T>(parsed: Result<T, crate::core::ids::InvalidName>, field: &str) -> Result<T, Error> {
@@ -76,6 +73,14 @@ fn secret_value(body: &Value) -> Result<Secret, Error> {
         ));
     }
     Ok(Secret::new(value))
+}
+
+/// The admin API as OpenAPI 3.1 (`GET /admin/v1/openapi.json`): the repository's document,
+/// built in, so what is served is what the e2e test checked the gateway against.
+const OPENAPI: &str = include_str!("../docs/openapi.json");
+
+pub fn openapi() -> Response {
+    http::json_bytes(200, OPENAPI.as_bytes().to_vec())
 }
 
 fn items(list: Vec<Value>) -> Response {
@@ -111,20 +116,28 @@ pub async fn list_upstreams(app: &App) -> Result<Response, Error> {
     Ok(items(upstreams.iter().map(|u| u.public_view()).collect()))
 }
 
+/// The upstream id of a `GET` or `DELETE` path: one no upstream can have is not found, and
+/// never reaches KV (whose keys are bounded: a long one would be an error there, not a 404).
+fn upstream_in_path(id: &str) -> Result<UpstreamId, Error> {
+    UpstreamId::parse(id).map_err(|_| Error::NotFound { what: format!("upstream '{id}'") })
+}
+
 pub async fn get_upstream(app: &App, id: &str) -> Result<Response, Error> {
-    match app.config_store()?.upstream(id).await? {
+    let id = upstream_in_path(id)?;
+    match app.config_store()?.upstream(id.as_str()).await? {
         Some(u) => Ok(http::json(200, &u.public_view())),
         None => Err(Error::NotFound { what: format!("upstream '{id}'") }),
     }
 }
 
 pub async fn delete_upstream(app: &App, id: &str) -> Result<Response, Error> {
+    let id = upstream_in_path(id)?;
     let store = app.config_store()?;
-    if store.upstream(id).await?.is_none() {
+    if store.upstream(id.as_str()).await?.is_none() {
         return Err(Error::NotFound { what: format!("upstream '{id}'") });
     }
-    store.delete_upstream(id).await?;
-    store.delete_registrations(id).await?;
+    store.delete_upstream(id.as_str()).await?;
+    store.delete_registrations(id.as_str()).await?;
     Ok(http::empty(204))
 }
 
@@ -413,4 +426,16 @@ pub async fn reseal(app: &App, mut req: Request) -> Result<Response, Error> {
         done.insert(subject.to_string(), json!(tally));
     }
     Ok(http::json(200, &json!({ "key_id": ring.primary_id(), "config": config, "subjects": done })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_served_document_is_openapi_3_1_json() {
+        let doc: Value = serde_json::from_str(OPENAPI).expect("docs/openapi.json is JSON");
+        assert_eq!(doc["openapi"], "3.1.0");
+        assert!(doc["paths"].as_object().unwrap().keys().all(|p| p.starts_with("/admin/v1/")));
+    }
 }

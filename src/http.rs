@@ -3,7 +3,7 @@
 use crate::core::mcp::Peek;
 use crate::error::Error;
 use serde_json::Value;
-use worker::{Headers, Request, Response};
+use worker::{Headers, Method, Request, Response};
 
 /// Headers on every answer the gateway makes itself (JSON, errors, admin API, health; the
 /// connect pages carry `PAGE_HEADERS`), never on relayed upstream answers: not sniffed as
@@ -24,7 +24,12 @@ fn own(status: u16, content_type: Option<&str>) -> worker::ResponseBuilder {
 }
 
 pub fn json(status: u16, value: &Value) -> Response {
-    own(status, Some("application/json")).fixed(value.to_string().into_bytes())
+    json_bytes(status, value.to_string().into_bytes())
+}
+
+/// A JSON document already serialized (e.g. one built into the Worker).
+pub fn json_bytes(status: u16, body: Vec<u8>) -> Response {
+    own(status, Some("application/json")).fixed(body)
 }
 
 pub fn text(status: u16, body: &str) -> Response {
@@ -46,6 +51,21 @@ pub fn error(err: &Error, request: Option<&Peek>) -> Response {
         let _ = resp.headers().set(name, &value);
     }
     resp
+}
+
+/// The request's method as the route table reads it. The worker crate reads a method it has no
+/// name for (`QUERY`, `PROPFIND`, …) as GET (worker 0.8, `From<String> for Method`), so such a
+/// request would be served as one; it is read as TRACE instead, which no route serves, and gets
+/// the route's 405 with `Allow`.
+pub fn method(req: &Request) -> Method {
+    routed_method(&req.inner().method())
+}
+
+fn routed_method(raw: &str) -> Method {
+    match Method::from(raw.to_string()) {
+        Method::Get if !raw.eq_ignore_ascii_case("GET") => Method::Trace,
+        named => named,
+    }
 }
 
 pub fn header(req: &Request, name: &str) -> Option<String> {
@@ -126,4 +146,19 @@ pub async fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, Error
 
 pub fn percent_decode(segment: &str) -> Option<String> {
     percent_encoding::percent_decode_str(segment).decode_utf8().ok().map(|s| s.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_method_without_a_name_is_served_by_no_route() {
+        for (raw, method) in [("GET", Method::Get), ("POST", Method::Post), ("DELETE", Method::Delete)] {
+            assert_eq!(routed_method(raw), method);
+        }
+        for raw in ["QUERY", "PROPFIND", "FOO"] {
+            assert_eq!(routed_method(raw), Method::Trace, "{raw}");
+        }
+    }
 }

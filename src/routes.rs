@@ -21,7 +21,7 @@ pub async fn handle(app: &App, req: Request) -> Response {
         return http::error(&Error::NotFound { what: "route".into() }, None);
     };
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let method = req.method();
+    let method = http::method(&req);
     let origin = http::header(&req, "origin");
 
     let result: Result<Response, Error> = match (method.clone(), segs.as_slice()) {
@@ -66,7 +66,10 @@ pub async fn handle(app: &App, req: Request) -> Response {
         (_, ["oauth", "revoke"]) => Err(Error::MethodNotAllowed { allow: "POST" }),
         (_, ["oauth", "register"]) => Err(Error::MethodNotAllowed { allow: "POST" }),
 
-        // Admin API (API.md §4)
+        // Admin API (API.md §4). Its OpenAPI document is public: it holds nothing secret, and
+        // fetching it should neither need the token nor count toward the wrong-token limit.
+        (Method::Get, ["admin", "v1", "openapi.json"]) => Ok(admin::openapi()),
+        (_, ["admin", "v1", "openapi.json"]) => Err(Error::MethodNotAllowed { allow: "GET" }),
         (_, ["admin", "v1", ..]) => {
             cold(async {
                 admin::authorize(app, &req).await?;

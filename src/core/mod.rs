@@ -2,6 +2,7 @@
 //! Everything the Worker glue decides about bytes, names, URLs and secrets is decided here.
 
 pub mod authorize;
+pub mod body;
 pub mod cache;
 pub mod config;
 pub mod connect;

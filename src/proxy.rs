@@ -66,8 +66,7 @@ pub async fn handle(app: &App, mut req: Request, upstream_id: &str, route: Route
         None => (None, None),
     };
     let method = peek.as_ref().and_then(|p| p.method.clone());
-    let bytes = body.as_ref().and_then(|b| b.as_ref().ok()).map(Vec::as_slice);
-    let tool = named(http::header(&req, "mcp-name").as_deref(), method.as_deref(), bytes);
+    let tool = named(http::header(&req, "mcp-name").as_deref(), peek.as_ref());
     let who = prepared.as_ref().ok().map(|p| (p.subject.to_string(), p.credential.clone()));
     let mut upstream_status = None;
     let result = match (prepared, body) {

@@ -1,8 +1,11 @@
-//! The little the gateway reads of an MCP body: a JSON-RPC request's `id` and `method`, only to
-//! shape its own errors. Bodies are forwarded as the exact bytes that came in.
+//! The little the gateway reads of an MCP body: a JSON-RPC request's `id` and `method`, to shape
+//! its own errors, and `params.name`, for the request log. Bodies are forwarded as the exact bytes
+//! that came in.
 
-use serde::Deserialize;
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
+use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Peek {
@@ -11,6 +14,8 @@ pub struct Peek {
     /// The request's `id` (`None` for notifications and batches).
     pub id: Option<Value>,
     pub method: Option<String>,
+    /// `params.name` (the tool of a `tools/call`, the prompt of a `prompts/get`), when a string.
+    pub name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -18,6 +23,64 @@ struct Envelope {
     jsonrpc: Option<String>,
     id: Option<Value>,
     method: Option<String>,
+    #[serde(default)]
+    params: Option<ParamsName>,
+}
+
+/// `params.name`, read in the envelope's one pass: every other member is skipped unread (no
+/// copy of the arguments), and `params` of any other shape is simply no name, never a failure.
+struct ParamsName(Option<String>);
+
+impl<'de> Deserialize<'de> for ParamsName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NameVisitor)
+    }
+}
+
+struct NameVisitor;
+
+impl<'de> Visitor<'de> for NameVisitor {
+    type Value = ParamsName;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("JSON-RPC params")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ParamsName, A::Error> {
+        let mut name = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "name" {
+                name = map.next_value::<Value>()?.as_str().map(str::to_string);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(ParamsName(name))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ParamsName, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(ParamsName(None))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<ParamsName, E> {
+        Ok(ParamsName(None))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<ParamsName, E> {
+        Ok(ParamsName(None))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<ParamsName, E> {
+        Ok(ParamsName(None))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<ParamsName, E> {
+        Ok(ParamsName(None))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<ParamsName, E> {
+        Ok(ParamsName(None))
+    }
+    fn visit_unit<E>(self) -> Result<ParamsName, E> {
+        Ok(ParamsName(None))
+    }
 }
 
 pub fn peek(body: &[u8]) -> Peek {
@@ -28,6 +91,7 @@ pub fn peek(body: &[u8]) -> Peek {
                 jsonrpc: true,
                 id: env.id.filter(|id| id.is_string() || id.is_number()),
                 method: env.method,
+                name: env.params.and_then(|p| p.0),
             },
             _ => Peek::default(),
         },
@@ -61,7 +125,12 @@ pub fn peek_prefix(head: &[u8]) -> Peek {
     if batch {
         return Peek { jsonrpc: true, ..Peek::default() };
     }
-    Peek { jsonrpc: true, id: found.id.filter(|id| id.is_string() || id.is_number()), method: found.method }
+    Peek {
+        jsonrpc: true,
+        id: found.id.filter(|id| id.is_string() || id.is_number()),
+        method: found.method,
+        name: None,
+    }
 }
 
 /// What `peek_prefix` found before the text ended.
@@ -115,7 +184,10 @@ mod tests {
     #[test]
     fn peeks_requests_notifications_and_batches() {
         let p = peek(br#"{"jsonrpc":"2.0","id":7,"method":"tools/list","params":{"a":[1,2]}}"#);
-        assert_eq!(p, Peek { jsonrpc: true, id: Some(json!(7)), method: Some("tools/list".into()) });
+        assert_eq!(
+            p,
+            Peek { jsonrpc: true, id: Some(json!(7)), method: Some("tools/list".into()), name: None }
+        );
         let p = peek(br#" {"jsonrpc":"2.0","id":"x","method":"tools/call"}"#);
         assert_eq!(p.id, Some(json!("x")));
         let n = peek(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
@@ -142,14 +214,17 @@ mod tests {
         let head = &body.as_bytes()[..200];
         assert_eq!(
             peek_prefix(head),
-            Peek { jsonrpc: true, id: Some(json!("big-1")), method: Some("tools/call".into()) }
+            Peek { jsonrpc: true, id: Some(json!("big-1")), method: Some("tools/call".into()), name: None }
         );
         assert_eq!(peek_prefix(body.as_bytes()), peek(body.as_bytes()), "a whole body reads the same");
         // `id` after the large part is not reached: a JSON-RPC error with a null id.
         let late = format!(r#"{{"jsonrpc":"2.0","params":{{"pad":"{}"}},"id":3}}"#, "x".repeat(1000));
-        assert_eq!(peek_prefix(&late.as_bytes()[..100]), Peek { jsonrpc: true, id: None, method: None });
+        assert_eq!(
+            peek_prefix(&late.as_bytes()[..100]),
+            Peek { jsonrpc: true, id: None, method: None, name: None }
+        );
         let batch = format!(r#" [ {{"jsonrpc":"2.0","id":1,"params":"{}"#, "x".repeat(100));
-        assert_eq!(peek_prefix(batch.as_bytes()), Peek { jsonrpc: true, id: None, method: None });
+        assert_eq!(peek_prefix(batch.as_bytes()), Peek { jsonrpc: true, id: None, method: None, name: None });
         for head in
             [&b""[..], b"   ", b"xx", br#"{"jsonrpc":"1.0","id":1"#, br#"{"id":1,"#, b"[1,", b"{\"jsonr"]
         {

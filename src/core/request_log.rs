@@ -3,8 +3,8 @@
 //! JSON-RPC method and tool, the gateway's status, the upstream's when it answered, and how long
 //! until the answer's headers. Nothing secret can be in it: it is built only from these fields.
 
+use super::mcp::Peek;
 use serde::Serialize;
-use serde_json::Value;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RequestLog<'a> {
@@ -36,22 +36,23 @@ impl RequestLog<'_> {
 }
 
 /// The tool (or prompt, or resource template) a request names: the `Mcp-Name` header of
-/// 2026-07-28 clients, else, for `tools/call` and `prompts/get`, `params.name` in the body (read
-/// only for those methods).
-pub fn named(header: Option<&str>, method: Option<&str>, body: Option<&[u8]>) -> Option<String> {
+/// 2026-07-28 clients, else, for `tools/call` and `prompts/get`, the body's `params.name` as the
+/// peek read it (`core::mcp::Peek::name`).
+pub fn named(header: Option<&str>, peek: Option<&Peek>) -> Option<String> {
     if let Some(name) = header {
         return Some(name.to_string());
     }
-    if !matches!(method, Some("tools/call" | "prompts/get")) {
-        return None;
+    let peek = peek?;
+    match peek.method.as_deref() {
+        Some("tools/call" | "prompts/get") => peek.name.clone(),
+        _ => None,
     }
-    let v: Value = serde_json::from_slice(body?).ok()?;
-    v.pointer("/params/name").and_then(Value::as_str).map(str::to_string)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn the_line_holds_only_its_fields() {
@@ -76,10 +77,20 @@ mod tests {
 
     #[test]
     fn the_tool_comes_from_the_header_or_the_body() {
-        let call = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami"}}"#;
-        assert_eq!(named(None, Some("tools/call"), Some(call)).as_deref(), Some("whoami"));
-        assert_eq!(named(Some("echo"), Some("tools/call"), Some(call)).as_deref(), Some("echo"));
-        assert_eq!(named(None, Some("tools/list"), Some(call)), None, "read only for calls");
-        assert_eq!(named(None, Some("tools/call"), Some(b"[1")), None);
+        use crate::core::mcp::peek;
+        let call = peek(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{"a":[1,{"name":"x"}]},"name":"whoami"}}"#);
+        assert_eq!(named(None, Some(&call)).as_deref(), Some("whoami"));
+        assert_eq!(named(Some("echo"), Some(&call)).as_deref(), Some("echo"));
+        let list = peek(br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"name":"whoami"}}"#);
+        assert_eq!(named(None, Some(&list)), None, "only for calls");
+        assert_eq!(named(None, Some(&peek(b"[1"))), None);
+        assert_eq!(named(None, None), None);
+        // Params of another shape: no name, and the request is still read as JSON-RPC.
+        for params in [r#"[1,2]"#, r#""s""#, "3", "null", r#"{"name":7}"#] {
+            let body = format!(r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{params}}}"#);
+            let p = peek(body.as_bytes());
+            assert!(p.jsonrpc && p.id == Some(serde_json::json!(2)), "{params}");
+            assert_eq!(named(None, Some(&p)), None, "{params}");
+        }
     }
 }

@@ -16,7 +16,7 @@ use crate::core::authorize::client::{
 use crate::core::authorize::consent::{consent_page, pasted_link, LinkRef, Session, Step, SESSION_MS};
 use crate::core::authorize::grant::ACCESS_TOKEN_S;
 use crate::core::authorize::metadata;
-use crate::core::authorize::request::{back_to_client, check, client_of, wants_json, Refused};
+use crate::core::authorize::request::{check, client_of, wants_json, Refused};
 use crate::core::connect::{
     form_value, page_csp, page_csp_redirecting_to, validate_form, FormErrors, LinkRecord,
 };
@@ -265,9 +265,7 @@ pub async fn authorize_submit(app: &App, mut req: Request) -> Result<Response, E
     };
     let then = session.client_return();
     let back = |params: &[(&str, &str)]| {
-        let mut all = params.to_vec();
-        all.extend(then.state.as_deref().map(|s| ("state", s)));
-        back_to_client(&then.redirect_uri, &all, &app.public_origin)
+        then.location(params, &app.public_origin)
             .map(|l| redirect(&l))
             .unwrap_or_else(|| refused_page("The application's address is not usable."))
     };

@@ -5,7 +5,6 @@
 
 use crate::app::App;
 use crate::core::authorize::grant::ClientReturn;
-use crate::core::authorize::request::back_to_client;
 use crate::core::config::Config;
 use crate::core::connect::Refusal;
 use crate::core::ids::{SubjectId, UpstreamId};
@@ -390,9 +389,7 @@ pub async fn finish(app: &App, url: &Url, browser: Option<&str>) -> Result<Finis
 /// The redirect back to the client of an authorization of the gateway's own, with `params`
 /// (and its `state` and `iss`).
 fn back_to(app: &App, then: &ClientReturn, params: &[(&str, &str)]) -> Result<Finished, Error> {
-    let mut all = params.to_vec();
-    all.extend(then.state.as_deref().map(|s| ("state", s)));
-    back_to_client(&then.redirect_uri, &all, &app.public_origin)
+    then.location(params, &app.public_origin)
         .map(Finished::BackToClient)
         .ok_or_else(|| Error::internal("the client's redirect URI no longer parses"))
 }

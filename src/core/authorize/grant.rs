@@ -45,6 +45,14 @@ pub struct ClientReturn {
 }
 
 impl ClientReturn {
+    /// Where the person goes back to the client, with `params` and the client's `state` and
+    /// `iss` (`request::back_to_client`); `None` when the redirect URI no longer parses.
+    pub fn location(&self, params: &[(&str, &str)], issuer: &str) -> Option<String> {
+        let mut all = params.to_vec();
+        all.extend(self.state.as_deref().map(|s| ("state", s)));
+        super::request::back_to_client(&self.redirect_uri, &all, issuer)
+    }
+
     /// The code for `subject`'s connection to `upstream`, issued at `now_ms`.
     pub fn code(&self, upstream: &UpstreamId, subject: &SubjectId, now_ms: u64) -> CodeRecord {
         CodeRecord {

@@ -3,11 +3,13 @@
 // once under `wrangler dev` (the bench's quiet flags and workerd lookup, bench/measure.mjs) against
 // one upstream; batches of tools/call alternate A, B, B, A … so drift hits both alike. Prints CPU
 // of each Worker's workerd per request, wall time per request and p50. Used to decide each hot-path
-// change (bench/RESULTS.md).
+// change (bench/RESULTS.md). With `AB_SAMEWORK=1`, the JS same-work Worker (bench/samework) runs
+// beside them on the same upstream and takes its turn in the rounds, as a reference: each build's
+// CPU and p50 are then also given as a ratio to it.
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startUpstream, startWorker, firstRequest, request, expectOk, cpuMs, median } from './measure.mjs';
+import { ROOT, startUpstream, startWorker, firstRequest, request, expectOk, cpuMs, median } from './measure.mjs';
 import { admin } from './workloads.mjs';
 
 const [dirA, dirB] = process.argv.slice(2, 4).map((d) => path.resolve(d));
@@ -38,13 +40,30 @@ async function start(label, cwd, port) {
   return { label, pid: worker.workerd, url: `${worker.base}/mcp/ab`, headers, agent: worker.agent, cpu: 0, wall: 0, times: [] };
 }
 
+/** The JS same-work Worker, seeded with the upstream's key, as a third path (`AB_SAMEWORK=1`). */
+async function samework(port) {
+  const seedToken = 'ab-seed';
+  const worker = await startWorker('JS same-work', {
+    cwd: path.join(ROOT, 'bench/samework'),
+    port,
+    persist: mkdtempSync(path.join(os.tmpdir(), 'mab-ab-js-')),
+    vars: { UPSTREAM: `${origin}`, SEED_TOKEN: seedToken },
+  });
+  const seeded = await fetch(`${worker.devBase}/seed`, { method: 'POST', headers: { authorization: `Bearer ${seedToken}` }, body: JSON.stringify({ subject: 'ab', headers: { 'x-api-key': 'ab-upstream-key' } }) });
+  const { key } = await seeded.json();
+  const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+  await firstRequest(worker, '/json', headers, body);
+  return { label: 'JS same-work', pid: worker.workerd, url: `${worker.base}/json`, headers, agent: worker.agent, cpu: 0, wall: 0, times: [] };
+}
+
 const call = async (w) => expectOk(await request(w.agent, w.url, { method: 'POST', headers: w.headers, body }), w.label).ms;
 
 const A = await start(`A ${path.basename(dirA)}`, dirA, 9801);
 const B = await start(`B ${path.basename(dirB)}`, dirB, 9802);
-for (const w of [A, B]) for (let i = 0; i < 200; i++) await call(w);
+const all = process.env.AB_SAMEWORK === '1' ? [A, B, await samework(9803)] : [A, B];
+for (const w of all) for (let i = 0; i < 200; i++) await call(w);
 for (let round = 0; round < ROUNDS; round++) {
-  for (const w of round % 2 ? [B, A] : [A, B]) {
+  for (const w of round % 2 ? [...all].reverse() : all) {
     const c0 = cpuMs(w.pid);
     const t0 = performance.now();
     for (let i = 0; i < N; i++) w.times.push(await call(w));
@@ -52,8 +71,10 @@ for (let round = 0; round < ROUNDS; round++) {
     w.wall += performance.now() - t0;
   }
 }
-for (const w of [A, B]) {
+const js = all[2];
+for (const w of all) {
   const n = w.times.length;
-  console.log(`${w.label.padEnd(24)} CPU ${(w.cpu / n).toFixed(3)} ms/request   wall ${(w.wall / n).toFixed(3)} ms/request   p50 ${median(w.times).toFixed(3)} ms`);
+  const ratio = js && w !== js ? `   ÷ JS: CPU ${((w.cpu / n) / (js.cpu / js.times.length)).toFixed(2)}, p50 ${(median(w.times) / median(js.times)).toFixed(2)}` : '';
+  console.log(`${w.label.padEnd(24)} CPU ${(w.cpu / n).toFixed(3)} ms/request   wall ${(w.wall / n).toFixed(3)} ms/request   p50 ${median(w.times).toFixed(3)} ms${ratio}`);
 }
 process.exit(0);

@@ -113,7 +113,7 @@ export const cpuMs = (pid) => {
 export const rssMiB = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024;
 
 /** Listening TCP ports of a process, in the order it opened them (by fd). */
-function listeningPorts(pid) {
+export function listeningPorts(pid) {
   const out = execFileSync('ss', ['-ltnpH'], { encoding: 'utf8' });
   return out.split('\n')
     .filter((l) => l.includes(`pid=${pid},`))

@@ -14,6 +14,8 @@ fi
 cd "$ROOT"
 worker-build --release
 # worker-build keeps the wasm names section (it passes --debuginfo to wasm-opt); it is ~190 KB
-# of function names that only decorate stack traces. Drop it to keep the bundle small.
+# of function names that only decorate stack traces. Drop it to keep the bundle small, unless
+# MAB_KEEP_NAMES=1 (a build for bench/profile.mjs, whose CPU profile names Rust functions).
+[ "${MAB_KEEP_NAMES:-}" = "1" ] && exit 0
 "$WASM_OPT_BIN" --strip-debug --strip-producers build/index_bg.wasm -o build/index_bg.wasm.tmp
 mv build/index_bg.wasm.tmp build/index_bg.wasm

@@ -5,7 +5,7 @@ use crate::core::config::Config;
 use crate::core::seal::{Context, Keyring, Sealed};
 use crate::error::Error;
 use crate::rt;
-use crate::store::kv::{ConfigStore, BINDING};
+use crate::store::kv::ConfigStore;
 use crate::store::stub::SubjectStoreStub;
 use std::rc::Rc;
 use worker::Env;
@@ -39,7 +39,7 @@ impl App {
     }
 
     pub fn config_store(&self) -> Result<ConfigStore, Error> {
-        Ok(ConfigStore::new(self.env.kv(BINDING).map_err(Error::internal)?))
+        Ok(ConfigStore::new(self.env.clone()))
     }
 
     /// The routing part (Durable Object id) of a subject's keys, links and states.

@@ -76,7 +76,7 @@ pub fn unauthenticated(app: &App, route: &str, upstream: Option<&Upstream>, pres
 /// `POST /oauth/register` (RFC 7591): bounded in size, limited per client address, and usable
 /// at once from any location: the registration is sealed into the client id itself, so nothing
 /// is stored and no eventually consistent read stands between register and authorize.
-pub async fn register(app: &App, mut req: Request) -> Result<Response, Error> {
+pub async fn register(app: &App, req: Request) -> Result<Response, Error> {
     let client = http::header(&req, "cf-connecting-ip").unwrap_or_default();
     let guard = app.store_for(&registration_guard_name(client.trim()))?;
     if let Verdict::Blocked { retry_after } = guard.call(RegistrationAttempt {}).await? {
@@ -86,7 +86,7 @@ pub async fn register(app: &App, mut req: Request) -> Result<Response, Error> {
         error: "invalid_client_metadata",
         description: description.into(),
     };
-    let bytes = http::read_body(&mut req, MAX_REGISTRATION_BYTES).await?;
+    let bytes = http::read_body(&req, MAX_REGISTRATION_BYTES).await?;
     let body: Value = serde_json::from_slice(&bytes).map_err(|_| refused("the registration is not JSON"))?;
     let secret = format!("mabcs_{}", b64url(&random_bytes::<32>()));
     let now = now_ms();

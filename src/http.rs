@@ -1,7 +1,10 @@
 //! Small HTTP helpers for the glue: JSON and error responses, bounded body reads.
 
+use crate::core::headers::HeaderList;
 use crate::core::mcp::Peek;
+use crate::core::request::split_url;
 use crate::error::Error;
+use crate::plumbing::{self, Declared};
 use serde_json::Value;
 use worker::{Headers, Method, Request, Response};
 
@@ -57,10 +60,6 @@ pub fn error(err: &Error, request: Option<&Peek>) -> Response {
 /// name for (`QUERY`, `PROPFIND`, …) as GET (worker 0.8, `From<String> for Method`), so such a
 /// request would be served as one; it is read as TRACE instead, which no route serves, and gets
 /// the route's 405 with `Allow`.
-pub fn method(req: &Request) -> Method {
-    routed_method(&req.inner().method())
-}
-
 fn routed_method(raw: &str) -> Method {
     match Method::from(raw.to_string()) {
         Method::Get if !raw.eq_ignore_ascii_case("GET") => Method::Trace,
@@ -70,6 +69,48 @@ fn routed_method(raw: &str) -> Method {
 
 pub fn header(req: &Request, name: &str) -> Option<String> {
     req.headers().get(name).ok().flatten()
+}
+
+/// A request's method, URL and headers, read in one crossing (src/plumbing.mjs) and kept on the
+/// Rust side, so that every header the request path looks at costs no call into the runtime.
+pub struct Head {
+    /// The method as the route table reads it (`method`).
+    pub method: Method,
+    /// The method as the client sent it, for the upstream.
+    pub method_name: String,
+    pub url: String,
+    pub headers: HeaderList,
+}
+
+impl Head {
+    pub fn of(req: &web_sys::Request) -> Head {
+        let text = plumbing::head(req);
+        let mut parts = text.splitn(3, '\n');
+        let method_name = parts.next().unwrap_or_default().to_string();
+        let url = parts.next().unwrap_or_default().to_string();
+        let headers = HeaderList::parse(parts.next().unwrap_or_default());
+        Head { method: routed_method(&method_name), method_name, url, headers }
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.get(name).map(str::to_string)
+    }
+
+    /// The origin the request came to.
+    pub fn origin(&self) -> &str {
+        split_url(&self.url).0
+    }
+
+    pub fn path(&self) -> &str {
+        split_url(&self.url).1
+    }
+
+    /// The first value of the query parameter `name`.
+    pub fn query(&self, name: &str) -> Option<String> {
+        url::form_urlencoded::parse(split_url(&self.url).2.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
 }
 
 /// How much of a body refused for its size is read, only to shape the error (API.md §1: a
@@ -90,55 +131,27 @@ pub enum Body {
 
 /// Reads the request body, refusing more than `limit` bytes (by `Content-Length` before any of
 /// it is read, or while streaming a body without one); of a refused body, no more than
-/// `PEEK_BYTES` are read.
-pub async fn read_body_or_head(req: &mut Request, limit: usize) -> Result<Body, Error> {
-    let declared = header(req, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|len| len <= limit as u64) {
-        // The runtime delivers exactly the declared length: read it in one piece.
-        return req.bytes().await.map(Body::Whole).map_err(Error::internal);
-    }
-    let Some(raw) = req.inner().body() else { return Ok(Body::Whole(Vec::new())) };
-    let mut stream = wasm_streams::ReadableStream::from_raw(raw);
-    let mut reader = stream.get_reader();
-    let mut body = Vec::new();
-    let mut too_large = declared.is_some();
-    while let Some(chunk) = reader.read().await.map_err(|e| Error::internal(format!("{e:?}")))? {
-        let chunk = js_sys::Uint8Array::new(&chunk).to_vec();
-        too_large |= body.len() + chunk.len() > limit;
-        if too_large {
-            let room = PEEK_BYTES.saturating_sub(body.len());
-            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            if body.len() >= PEEK_BYTES {
-                drain(&mut reader, body.len()).await;
-                break;
-            }
-        } else {
-            body.extend_from_slice(&chunk);
-        }
-    }
-    if too_large {
-        body.truncate(PEEK_BYTES);
-        return Ok(Body::TooLarge { head: body });
-    }
-    Ok(Body::Whole(body))
-}
-
-/// Reads on to the end of a refused body (at most `DRAIN_BYTES`), dropping each chunk as it
-/// comes: the runtime cuts the connection of a request whose body is left half-read, and the
-/// client would lose the answer.
-async fn drain(reader: &mut wasm_streams::readable::ReadableStreamDefaultReader<'_>, already: usize) {
-    let mut read = already;
-    while read < DRAIN_BYTES {
-        match reader.read().await {
-            Ok(Some(chunk)) => read += js_sys::Uint8Array::new(&chunk).length() as usize,
-            _ => return,
-        }
-    }
+/// `PEEK_BYTES` are kept, and the rest is drained.
+pub async fn read_body_or_head(
+    req: &web_sys::Request,
+    content_length: Option<&str>,
+    limit: usize,
+) -> Result<Body, Error> {
+    let declared = match content_length.and_then(|v| v.trim().parse::<u64>().ok()) {
+        Some(len) if len <= limit as u64 => Declared::Within,
+        Some(_) => Declared::Over,
+        None => Declared::Unknown,
+    };
+    let (bytes, whole) = plumbing::read_body(req, declared, limit, PEEK_BYTES, DRAIN_BYTES)
+        .await
+        .map_err(|e| Error::internal(format!("{e:?}")))?;
+    Ok(if whole { Body::Whole(bytes) } else { Body::TooLarge { head: bytes } })
 }
 
 /// [`read_body_or_head`], where a body over the limit is only an error.
-pub async fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, Error> {
-    match read_body_or_head(req, limit).await? {
+pub async fn read_body(req: &Request, limit: usize) -> Result<Vec<u8>, Error> {
+    let length = header(req, "content-length");
+    match read_body_or_head(req.inner(), length.as_deref(), limit).await? {
         Body::Whole(body) => Ok(body),
         Body::TooLarge { .. } => Err(Error::BodyTooLarge { limit }),
     }

@@ -12,6 +12,7 @@ pub mod http;
 pub mod oauth;
 pub mod oauth_client;
 pub mod outbound;
+pub mod plumbing;
 pub mod proxy;
 pub mod routes;
 pub mod rt;
@@ -19,11 +20,13 @@ pub mod store;
 
 pub use store::subject::SubjectStore;
 
-use worker::{event, Context, Env, Request, Response, Result};
+use worker::{event, Context, Env, Result};
 
+/// The runtime's request as it is: the worker crate's `Request` would read every property of it
+/// (its `cf` object too) on every request, and its `Response` be copied once more on the way out.
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
-    let origin = req.url().map(|u| u.origin().ascii_serialization()).unwrap_or_default();
-    let app = app::App::new(env, ctx, origin);
-    Ok(routes::handle(&app, req).await)
+async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> Result<web_sys::Response> {
+    let head = http::Head::of(&req);
+    let app = app::App::new(env, ctx, head.origin().to_string());
+    Ok(routes::handle(&app, req, head).await)
 }

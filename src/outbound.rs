@@ -3,15 +3,15 @@
 //! headers a deadline and never follows a redirect. Requests to OAuth endpoints go through
 //! `oauth_request` on top of it (the policy check, small bodies read whole and bounded).
 
+use crate::core::headers::list_text;
 use crate::core::policy::{check_url, CheckedUrl, PolicyError};
+use crate::plumbing::{self, SendError};
 use crate::rt::now_ms;
 use futures_util::future::{select, Either};
 use std::fmt;
 use std::future::Future;
 use std::time::Duration;
-use worker::{
-    AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response,
-};
+use worker::{Delay, Method, Response};
 
 /// Why an outbound request failed, with its cause.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,31 +42,21 @@ fn unreachable(e: impl fmt::Debug) -> OutboundError {
     OutboundError::Unreachable(format!("{e:?}"))
 }
 
-/// Sends a request; `Timeout` when no response headers arrived within `timeout_ms`.
+/// Sends a request with the headers of a header list (`core::headers::HeaderList`); `Timeout`
+/// when no response headers arrived within `timeout_ms` (the request is then aborted). The
+/// deadline is the runtime's own timer and abort signal (src/plumbing.mjs), one crossing for all
+/// of it.
 pub async fn send(
-    method: Method,
+    method: &str,
     url: &CheckedUrl,
-    headers: Headers,
-    body: Option<Vec<u8>>,
+    headers: &str,
+    body: Option<&[u8]>,
     timeout_ms: u64,
-) -> Result<Response, OutboundError> {
-    let mut init = RequestInit::new();
-    init.with_method(method).with_headers(headers).with_redirect(RequestRedirect::Manual);
-    if let Some(body) = body {
-        init.with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
-    }
-    let request = Request::new_with_init(url.as_str(), &init).map_err(unreachable)?;
-    let controller = AbortController::default();
-    let signal = controller.signal();
-    let fetch = Fetch::Request(request);
-    match within(timeout_ms, fetch.send_with_signal(&signal)).await {
-        Some(Ok(resp)) => Ok(resp),
-        Some(Err(e)) => Err(unreachable(e)),
-        None => {
-            controller.abort();
-            Err(OutboundError::Timeout)
-        }
-    }
+) -> Result<web_sys::Response, OutboundError> {
+    plumbing::send(url.as_str(), method, headers, body, timeout_ms).await.map_err(|e| match e {
+        SendError::Timeout => OutboundError::Timeout,
+        SendError::Failed(e) => unreachable(e),
+    })
 }
 
 /// What `work` yields, or `None` when `timeout_ms` pass first (`work` is then dropped).
@@ -107,16 +97,15 @@ pub async fn oauth_request(
     timeout_ms: u64,
 ) -> Result<Answer, OutboundError> {
     let url = check_url(req.url, allow_private).map_err(OutboundError::Refused)?;
-    let headers = Headers::new();
-    let _ = headers.set("Accept", "application/json");
-    if let Some(ct) = req.content_type {
-        let _ = headers.set("Content-Type", ct);
-    }
-    if let Some(a) = req.authorization {
-        let _ = headers.set("Authorization", a);
-    }
+    let headers = [
+        ("Accept", Some("application/json")),
+        ("Content-Type", req.content_type),
+        ("Authorization", req.authorization),
+    ];
+    let headers = list_text(headers.into_iter().filter_map(|(name, value)| value.map(|v| (name, v))));
     let started = now_ms();
-    let mut resp = send(req.method, &url, headers, req.body.map(String::into_bytes), timeout_ms).await?;
+    let body = req.body.as_deref().map(str::as_bytes);
+    let mut resp: Response = send(req.method.as_ref(), &url, &headers, body, timeout_ms).await?.into();
     let header = |name: &str| resp.headers().get(name).ok().flatten();
     let content_type = header("content-type").unwrap_or_default();
     let www_authenticate = header("www-authenticate");

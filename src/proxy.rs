@@ -10,7 +10,7 @@ use crate::core::connect_tool::{
     answer as own_answer, legacy_endpoint_event, legacy_message_event, needs_link, Answer, Asked, Session,
 };
 use crate::core::encoding::rfc3339;
-use crate::core::headers::{connection_listed, forward_request_header, forward_response_header};
+use crate::core::headers::{connection_listed, forward_response_header, HeaderList};
 use crate::core::ids::{SubjectId, UpstreamId};
 use crate::core::keys;
 use crate::core::mcp;
@@ -26,8 +26,9 @@ use crate::core::sse::{EndpointRewriter, SessionUrl, SseError};
 use crate::core::template::Source;
 use crate::core::upstream::{HeaderPlan, Transport, Upstream};
 use crate::error::Error;
-use crate::http::{self, Body};
+use crate::http::{self, Body, Head};
 use crate::outbound::{self, OutboundError};
+use crate::plumbing;
 use crate::rt::{now_ms, random_bytes};
 use crate::store::protocol::{RefreshAfterRejection, Resolve, Resolved, SetConnectionStatus};
 use crate::store::stub::SubjectStoreStub;
@@ -36,7 +37,7 @@ use futures_util::StreamExt;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use url::Url;
-use worker::{Headers, Method, Request, Response, ResponseBody};
+use worker::{Headers, Method, Response, ResponseBody};
 
 /// Which MCP route a request came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,14 +50,24 @@ pub enum Route {
     SseMessage,
 }
 
-pub async fn handle(app: &App, mut req: Request, upstream_id: &str, route: Route) -> Response {
+pub async fn handle(
+    app: &App,
+    raw: web_sys::Request,
+    req: &Head,
+    upstream_id: &str,
+    route: Route,
+) -> web_sys::Response {
     let started = now_ms();
-    let has_body = !matches!(req.method(), Method::Get | Method::Delete | Method::Head);
+    let has_body = !matches!(req.method, Method::Get | Method::Delete | Method::Head);
     // Authenticate before reading the body (steps 1–4): a client that fails makes the gateway
     // read no more than it needs to answer a JSON-RPC request with a JSON-RPC error.
-    let prepared = prepare(app, &req, upstream_id, route).await;
+    let prepared = prepare(app, req, upstream_id, route).await;
     let limit = if prepared.is_ok() { app.config.max_body_bytes } else { http::PEEK_BYTES };
-    let body = if has_body { Some(http::read_body_or_head(&mut req, limit).await) } else { None };
+    let length = req.headers.get("content-length");
+    let body = match has_body {
+        true => Some(http::read_body_or_head(&raw, length, limit).await),
+        false => None,
+    };
     let (peek, body) = match body {
         Some(Ok(Body::Whole(bytes))) => (Some(mcp::peek(&bytes)), Some(Ok(bytes))),
         Some(Ok(Body::TooLarge { head })) => {
@@ -66,15 +77,15 @@ pub async fn handle(app: &App, mut req: Request, upstream_id: &str, route: Route
         None => (None, None),
     };
     let method = peek.as_ref().and_then(|p| p.method.clone());
-    let tool = named(http::header(&req, "mcp-name").as_deref(), peek.as_ref());
+    let tool = named(req.headers.get("mcp-name"), peek.as_ref());
     let who = prepared.as_ref().ok().map(|p| (p.subject.to_string(), p.credential.clone()));
     let mut upstream_status = None;
     let result = match (prepared, body) {
         (Err(e), _) => Err(e),
         (Ok(_), Some(Err(e))) => Err(e),
-        (Ok(p), body) => forward(app, &req, p, body.and_then(Result::ok), &mut upstream_status).await,
+        (Ok(p), body) => forward(app, req, p, body.and_then(Result::ok), &mut upstream_status).await,
     };
-    let resp = result.unwrap_or_else(|e| http::error(&e, peek.as_ref()));
+    let resp = result.unwrap_or_else(|e| http::error(&e, peek.as_ref()).into());
     let log = RequestLog {
         time: rfc3339(started),
         upstream: upstream_id,
@@ -82,7 +93,7 @@ pub async fn handle(app: &App, mut req: Request, upstream_id: &str, route: Route
         credential: who.as_ref().map(|(_, c)| c.as_str()).filter(|c| !c.is_empty()),
         method: method.as_deref(),
         tool: tool.as_deref(),
-        status: resp.status_code(),
+        status: resp.status(),
         upstream_status,
         ms: now_ms().saturating_sub(started),
     };
@@ -113,13 +124,13 @@ struct Prepared {
 
 /// Steps 1–4: origin, key, upstream, scope, and the subject's sealed values (one Durable Object
 /// call). Errors come in the contract's order: 401 before 404 before 403.
-async fn prepare(app: &App, req: &Request, upstream_id: &str, route: Route) -> Result<Prepared, Error> {
-    if let Some(origin) = http::header(req, "origin") {
+async fn prepare(app: &App, req: &Head, upstream_id: &str, route: Route) -> Result<Prepared, Error> {
+    if let Some(origin) = req.header("origin") {
         if !app.config.origin_allowed(&origin, &app.public_origin) {
             return Err(Error::OriginNotAllowed { origin });
         }
     }
-    let presented = http::header(req, "authorization");
+    let presented = req.header("authorization");
     let credential = presented.as_deref().and_then(keys::credential_from_authorization);
     let upstream = match UpstreamId::parse(upstream_id) {
         Ok(id) => app.config_store()?.upstream(id.as_str()).await?,
@@ -200,10 +211,8 @@ async fn prepare(app: &App, req: &Request, upstream_id: &str, route: Route) -> R
 }
 
 /// The `own` query parameter of a legacy message URL, when it names a session of the gateway's.
-fn own_session_param(req: &Request) -> Result<Option<String>, Error> {
-    let url = req.url().map_err(Error::internal)?;
-    let own = url.query_pairs().find(|(k, _)| k == "own").map(|(_, v)| v.into_owned());
-    match own {
+fn own_session_param(req: &Head) -> Result<Option<String>, Error> {
+    match req.query("own") {
         Some(id) if Session::parse(&id).is_some() => Ok(Some(id)),
         Some(_) => Err(Error::InvalidSessionUrl),
         None => Ok(None),
@@ -213,20 +222,22 @@ fn own_session_param(req: &Request) -> Result<Option<String>, Error> {
 /// Steps 5–8: render, send, and relay the answer, as `core::request::after_upstream` says.
 async fn forward(
     app: &App,
-    req: &Request,
+    req: &Head,
     mut p: Prepared,
     body: Option<Vec<u8>>,
     upstream_status: &mut Option<u16>,
-) -> Result<Response, Error> {
+) -> Result<web_sys::Response, Error> {
     // API.md §7: without a connection, the gateway may answer the session itself.
     let own = p.upstream.connect_tool;
     let kept = if own { body.clone() } else { None };
     let (resp, sent) = match exchange(app, req, &mut p, body).await {
-        Err(Error::ConnectionRequired { .. }) if own => return own_session(app, req, &p, kept).await,
+        Err(Error::ConnectionRequired { .. }) if own => {
+            return own_session(app, req, &p, kept).await.map(Into::into)
+        }
         Err(Error::ConnectionRequired { .. }) => return Err(connection_required(app, &p).await),
         exchanged => exchanged?,
     };
-    let status = resp.status_code();
+    let status = resp.status();
     *upstream_status = Some(status);
     if let Some(seen) = works_again(sent.per_user, p.connection, status) {
         let op = SetConnectionStatus {
@@ -240,8 +251,10 @@ async fn forward(
         });
     }
     match (p.route, p.keyring.take()) {
-        (Route::SseOpen, Some(keyring)) if status == 200 => relay_legacy(app, resp, p, keyring).await,
-        _ => Ok(relay(resp)),
+        (Route::SseOpen, Some(keyring)) if status == 200 => {
+            relay_legacy(app, resp.into(), p, keyring).await.map(Into::into)
+        }
+        _ => relay(&resp),
     }
 }
 
@@ -249,37 +262,28 @@ async fn forward(
 /// upstream refused the access token; answers the response to relay and what was sent.
 async fn exchange(
     app: &App,
-    req: &Request,
+    req: &Head,
     p: &mut Prepared,
     body: Option<Vec<u8>>,
-) -> Result<(Response, Sent), Error> {
+) -> Result<(web_sys::Response, Sent), Error> {
     let upstream_id = p.upstream.id.to_string();
     let upstream_id = upstream_id.as_str();
     let mut sent = Sent { per_user: p.plan.per_user(), access_token: false, retried: false };
     // With OAuth, a 401 is answered by one refresh and one retry, which needs the body again.
     let mut retry_body = if p.plan.uses_oauth() { body.clone() } else { None };
     let mut body = body;
-    let listed = connection_listed(http::header(req, "connection").as_deref());
-    let forwarded: Vec<(String, String)> =
-        req.headers().entries().filter(|(name, _)| forward_request_header(name, &listed)).collect();
     // A session the gateway made itself while the subject was not connected has ended now.
-    let session = forwarded.iter().find(|(name, _)| name.eq_ignore_ascii_case("mcp-session-id"));
+    let session = req.headers.get("mcp-session-id");
     let needs_connection = || Error::ConnectionRequired { upstream: upstream_id.into(), connect_url: None };
     loop {
         let rendered = render_headers(app, p).await?;
-        if p.own.is_some() || session.is_some_and(|(_, id)| Session::parse(id).is_some()) {
+        if p.own.is_some() || session.is_some_and(|id| Session::parse(id).is_some()) {
             return Err(Error::OwnSessionEnded { upstream: upstream_id.into() });
         }
-        let out = Headers::new();
-        for (name, value) in &forwarded {
-            out.append(name, value).map_err(Error::internal)?;
-        }
-        for (name, value) in &rendered {
-            out.set(name, value).map_err(Error::internal)?;
-        }
+        let out = req.headers.outgoing(&rendered);
         sent.access_token = p.access_token.is_some() && p.plan.uses_oauth();
-        let resp = send(app, req.method(), &p.target, out, body.take(), upstream_id).await?;
-        match after_upstream(resp.status_code(), sent) {
+        let resp = send(app, &req.method_name, &p.target, &out, body.take().as_deref(), upstream_id).await?;
+        match after_upstream(resp.status(), sent) {
             Next::Relay => return Ok((resp, sent)),
             Next::RefreshAndRetry => {}
             Next::Reconnect => {
@@ -345,8 +349,8 @@ async fn relay_legacy(
     relay_rewritten(resp, rewrite, app.config.upstream_timeout_ms).await
 }
 
-fn refuse_redirect(upstream_id: &str, resp: &Response) -> Error {
-    let status = resp.status_code();
+fn refuse_redirect(upstream_id: &str, resp: &web_sys::Response) -> Error {
+    let status = resp.status();
     let location = resp.headers().get("location").ok().flatten().unwrap_or_default();
     worker::console_error!(
         "mcp-authbridge: upstream '{upstream_id}' answered {status} to {location}; set the upstream's url to the final address"
@@ -373,13 +377,8 @@ async fn connection_required(app: &App, p: &Prepared) -> Error {
 /// The gateway's own MCP session for a subject that has not connected an upstream with
 /// `connect_tool` (API.md §7; the answers are `core::connect_tool`): the connect link is minted
 /// only for a tool call. No server stream (GET 405); DELETE ends nothing that needs ending.
-async fn own_session(
-    app: &App,
-    req: &Request,
-    p: &Prepared,
-    body: Option<Vec<u8>>,
-) -> Result<Response, Error> {
-    match (p.route, req.method()) {
+async fn own_session(app: &App, req: &Head, p: &Prepared, body: Option<Vec<u8>>) -> Result<Response, Error> {
+    match (p.route, req.method.clone()) {
         (Route::SseOpen, _) => return own_legacy_stream(p).await,
         // A message of an upstream's legacy session (its stream is the upstream's, so the
         // gateway cannot answer on it): the connection_required refusal.
@@ -389,8 +388,8 @@ async fn own_session(
         (Route::Mcp, _) => return Err(Error::MethodNotAllowed { allow: "POST, DELETE" }),
     }
     let body = body.unwrap_or_default();
-    let session = p.own.clone().or_else(|| http::header(req, "mcp-session-id"));
-    let version = http::header(req, "mcp-protocol-version");
+    let session = p.own.clone().or_else(|| req.header("mcp-session-id"));
+    let version = req.header("mcp-protocol-version");
     let asked = Asked {
         upstream: p.upstream.id.as_str(),
         session: session.as_deref().and_then(Session::parse),
@@ -497,13 +496,8 @@ fn open(ring: &Keyring, context: &Context, sealed: &Sealed) -> Result<Secret, Er
 
 /// The upstream message URL a legacy client was given, checked: sealed by us, for this
 /// upstream, for this subject, not expired (24 h), on the upstream's own origin.
-fn session_target(app: &App, req: &Request, upstream: &Upstream, subject: &str) -> Result<String, Error> {
-    let url = req.url().map_err(Error::internal)?;
-    let sealed = url
-        .query_pairs()
-        .find(|(k, _)| k == "s")
-        .map(|(_, v)| v.into_owned())
-        .ok_or(Error::InvalidSessionUrl)?;
+fn session_target(app: &App, req: &Head, upstream: &Upstream, subject: &str) -> Result<String, Error> {
+    let sealed = req.query("s").ok_or(Error::InvalidSessionUrl)?;
     let context = Context::SseSession { upstream: upstream.id.as_str() };
     let bytes =
         app.keyring()?.open(&context, &Sealed::stored(sealed)).map_err(|_| Error::InvalidSessionUrl)?;
@@ -543,12 +537,12 @@ impl EndpointRewrite {
 /// followed.
 async fn send(
     app: &App,
-    method: Method,
+    method: &str,
     url: &CheckedUrl,
-    headers: Headers,
-    body: Option<Vec<u8>>,
+    headers: &str,
+    body: Option<&[u8]>,
     upstream_id: &str,
-) -> Result<Response, Error> {
+) -> Result<web_sys::Response, Error> {
     let timeout_ms = app.config.upstream_timeout_ms;
     outbound::send(method, url, headers, body, timeout_ms).await.map_err(|e| match e {
         OutboundError::Timeout => {
@@ -573,14 +567,13 @@ fn response_headers(upstream: &Response) -> Headers {
 }
 
 /// Step 7 for Streamable HTTP: status and body pass through untouched, the body as the same
-/// stream (no buffering, no copy into the Worker).
-fn relay(upstream: Response) -> Response {
-    let status = upstream.status_code();
-    let builder = Response::builder().with_status(status).with_headers(response_headers(&upstream));
-    match status {
-        101 | 103 | 204 | 205 | 304 => builder.empty(),
-        _ => builder.body(upstream.body().clone()),
-    }
+/// stream (no buffering, no copy into the Worker); of the headers, those
+/// `forward_response_header` refuses are dropped.
+fn relay(upstream: &web_sys::Response) -> Result<web_sys::Response, Error> {
+    let drop = HeaderList::parse(&plumbing::header_list(&upstream.headers())).dropped_from_response();
+    let empty = matches!(upstream.status(), 101 | 103 | 204 | 205 | 304);
+    plumbing::relay(upstream, &drop, empty)
+        .map_err(|e| Error::internal(format!("relaying the answer: {e:?}")))
 }
 
 /// Legacy SSE: the same, event by event, with the endpoint event rewritten on the way. The

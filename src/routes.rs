@@ -5,7 +5,7 @@ use crate::app::App;
 use crate::authorize;
 use crate::core::headers::is_token;
 use crate::error::Error;
-use crate::http;
+use crate::http::{self, Head};
 use crate::proxy::{self, Route};
 use futures_util::future::{FutureExt, LocalBoxFuture};
 use std::future::Future;
@@ -13,32 +13,48 @@ use worker::{Method, Request, Response};
 
 const MCP_ALLOW: &str = "GET, POST, DELETE, OPTIONS";
 
-pub async fn handle(app: &App, req: Request) -> Response {
-    let path = req.path();
+/// Every request. The MCP surface is served straight from the runtime's request (its method,
+/// URL and headers read once, `http::Head`), and answers the runtime's response; the pages and
+/// the APIs below it take the worker crate's types.
+pub async fn handle(app: &App, raw: web_sys::Request, head: Head) -> web_sys::Response {
     let segments: Option<Vec<String>> =
-        path.trim_start_matches('/').split('/').map(http::percent_decode).collect();
+        head.path().trim_start_matches('/').split('/').map(http::percent_decode).collect();
     let Some(segments) = segments else {
-        return http::error(&Error::NotFound { what: "route".into() }, None);
+        return http::error(&Error::NotFound { what: "route".into() }, None).into();
     };
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let method = http::method(&req);
-    let origin = http::header(&req, "origin");
+    let method = head.method.clone();
+    let origin = head.header("origin");
 
-    let result: Result<Response, Error> = match (method.clone(), segs.as_slice()) {
-        (Method::Get, ["healthz"]) => Ok(http::text(200, "ok")),
-
+    let result: Result<web_sys::Response, Error> = match (method.clone(), segs.as_slice()) {
         // MCP surface (API.md §1)
-        (Method::Options, ["mcp" | "sse", ..]) => Ok(preflight(app, &req, origin.as_deref())),
+        (Method::Options, ["mcp" | "sse", ..]) => Ok(preflight(app, &head, origin.as_deref()).into()),
         (Method::Post | Method::Get | Method::Delete, ["mcp", upstream]) => {
-            Ok(proxy::handle(app, req, upstream, Route::Mcp).await)
+            Ok(proxy::handle(app, raw, &head, upstream, Route::Mcp).await)
         }
         (_, ["mcp", _]) => Err(Error::MethodNotAllowed { allow: MCP_ALLOW }),
-        (Method::Get, ["sse", upstream]) => Ok(proxy::handle(app, req, upstream, Route::SseOpen).await),
+        (Method::Get, ["sse", upstream]) => {
+            Ok(proxy::handle(app, raw, &head, upstream, Route::SseOpen).await)
+        }
         (_, ["sse", _]) => Err(Error::MethodNotAllowed { allow: "GET, OPTIONS" }),
         (Method::Post, ["sse", upstream, "messages"]) => {
-            Ok(proxy::handle(app, req, upstream, Route::SseMessage).await)
+            Ok(proxy::handle(app, raw, &head, upstream, Route::SseMessage).await)
         }
         (_, ["sse", _, "messages"]) => Err(Error::MethodNotAllowed { allow: "POST, OPTIONS" }),
+        _ => cold(pages_and_apis(app, Request::from(raw), method, &segs)).await.map(Into::into),
+    };
+    let resp = result.unwrap_or_else(|e| http::error(&e, None).into());
+    if segs.first().is_some_and(|s| *s == "mcp" || *s == "sse") {
+        with_cors(app, resp, origin.as_deref())
+    } else {
+        resp
+    }
+}
+
+/// The rest of the table: health, connect links, the authorization server and the admin API.
+async fn pages_and_apis(app: &App, req: Request, method: Method, segs: &[&str]) -> Result<Response, Error> {
+    match (method.clone(), segs) {
+        (Method::Get, ["healthz"]) => Ok(http::text(200, "ok")),
 
         // Connect links (API.md §3)
         (Method::Get, ["connect", token]) => cold(crate::connect::page(app, &req, token)).await,
@@ -79,12 +95,6 @@ pub async fn handle(app: &App, req: Request) -> Response {
         }
 
         _ => Err(Error::NotFound { what: "route".into() }),
-    };
-    let resp = result.unwrap_or_else(|e| http::error(&e, None));
-    if segs.first().is_some_and(|s| *s == "mcp" || *s == "sse") {
-        with_cors(app, resp, origin.as_deref())
-    } else {
-        resp
     }
 }
 
@@ -136,14 +146,15 @@ const CORS_ALLOW_HEADERS: &str =
     "Authorization, Content-Type, Accept, Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID, Mcp-Method, Mcp-Name";
 const CORS_EXPOSE_HEADERS: &str = "Mcp-Session-Id, MCP-Protocol-Version, WWW-Authenticate, Retry-After";
 
-fn preflight(app: &App, req: &Request, origin: Option<&str>) -> Response {
+fn preflight(app: &App, head: &Head, origin: Option<&str>) -> Response {
     match origin {
         Some(o) if app.config.origin_allowed(o, &app.public_origin) => {
             let resp = http::empty(204);
             let _ = resp.headers().set("Access-Control-Allow-Methods", MCP_ALLOW);
             // Browsers take `Mcp-Param-*` in this list literally, not as a pattern: echo what the
             // browser asks for when it is a plain list of header names.
-            let asked = http::header(req, "access-control-request-headers")
+            let asked = head
+                .header("access-control-request-headers")
                 .filter(|h| h.split(',').all(|n| is_token(n.trim())));
             let allow = match asked {
                 Some(asked) => format!("{CORS_ALLOW_HEADERS}, {asked}"),
@@ -158,7 +169,7 @@ fn preflight(app: &App, req: &Request, origin: Option<&str>) -> Response {
     }
 }
 
-fn with_cors(app: &App, resp: Response, origin: Option<&str>) -> Response {
+fn with_cors(app: &App, resp: web_sys::Response, origin: Option<&str>) -> web_sys::Response {
     if let Some(o) = origin.filter(|o| app.config.origin_allowed(o, &app.public_origin)) {
         let headers = resp.headers();
         let _ = headers.set("Access-Control-Allow-Origin", o);

@@ -84,9 +84,106 @@ pub fn connection_listed(value: Option<&str>) -> Vec<String> {
     value.unwrap_or("").split(',').map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()).collect()
 }
 
+/// Headers as the runtime plumbing passes them (src/plumbing.mjs): one text,
+/// `name\nvalue\nname\nvalue…`, in order, names in lower case when the runtime gives them. The
+/// runtime allows no line break in a header name or value, so the text cannot be ambiguous.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderList(Vec<(String, String)>);
+
+impl HeaderList {
+    pub fn parse(text: &str) -> HeaderList {
+        let mut parts = text.split('\n');
+        let mut pairs = Vec::new();
+        while let (Some(name), Some(value)) = (parts.next(), parts.next()) {
+            pairs.push((name.to_string(), value.to_string()));
+        }
+        HeaderList(pairs)
+    }
+
+    /// The first value of `name` (any case).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// The headers sent upstream: the client's that `forward_request_header` lets through, then
+    /// the configured ones, each replacing any of the client's of the same name.
+    pub fn outgoing<'a>(&'a self, configured: &'a [(String, String)]) -> String {
+        let listed = connection_listed(self.get("connection"));
+        let forwarded = self.iter().filter(|(name, _)| {
+            forward_request_header(name, &listed)
+                && !configured.iter().any(|(c, _)| c.eq_ignore_ascii_case(name))
+        });
+        list_text(forwarded.chain(configured.iter().map(|(n, v)| (n.as_str(), v.as_str()))))
+    }
+
+    /// The names of an upstream response's headers that do not go back to the client
+    /// (`forward_response_header`), as a list of names.
+    pub fn dropped_from_response(&self) -> String {
+        let listed = connection_listed(self.get("connection"));
+        let mut out = String::new();
+        for (name, _) in self.iter() {
+            let lower = name.to_ascii_lowercase();
+            if !forward_response_header(&lower, &listed) && !out.split('\n').any(|n| n == lower) {
+                if !out.is_empty() {
+                    out.push('\n');
+                }
+                out.push_str(&lower);
+            }
+        }
+        out
+    }
+}
+
+/// The text of a header list.
+pub fn list_text<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut out = String::new();
+    for (name, value) in pairs {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(name);
+        out.push('\n');
+        out.push_str(value);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_lists_round_trip_in_order_with_empty_values() {
+        let text = "accept\napplication/json\nx-empty\n\nmcp-session-id\nabc";
+        let list = HeaderList::parse(text);
+        assert_eq!(list.get("Accept"), Some("application/json"));
+        assert_eq!(list.get("x-empty"), Some(""));
+        assert_eq!(list.get("missing"), None);
+        assert_eq!(list_text(list.iter()), text);
+        assert_eq!(HeaderList::parse(""), HeaderList::default());
+    }
+
+    #[test]
+    fn outgoing_headers_drop_client_credentials_and_let_configured_ones_replace() {
+        let client = HeaderList::parse(
+            "authorization\nBearer mab_x\nconnection\nx-hop\nx-hop\n1\nx-api-key\nclient's\naccept\n*/*\nmcp-session-id\ns1",
+        );
+        let configured = vec![("X-API-KEY".to_string(), "user's".to_string())];
+        assert_eq!(client.outgoing(&configured), "accept\n*/*\nmcp-session-id\ns1\nX-API-KEY\nuser's");
+    }
+
+    #[test]
+    fn response_drop_list_names_each_refused_header_once() {
+        let upstream = HeaderList::parse(
+            "content-type\ntext/event-stream\nset-cookie\na=1\nset-cookie\nb=2\nconnection\nx-up-hop\nx-up-hop\n1\nwww-authenticate\nBearer",
+        );
+        assert_eq!(upstream.dropped_from_response(), "set-cookie\nconnection\nx-up-hop\nwww-authenticate");
+        assert_eq!(HeaderList::parse("content-type\napplication/json").dropped_from_response(), "");
+    }
 
     #[test]
     fn tokens_and_field_values() {

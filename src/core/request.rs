@@ -227,10 +227,38 @@ pub struct AuthorizationServerDown {
     pub retry_after: u64,
 }
 
+/// The origin, path and query (without `?`) of a request's URL as the runtime gives it: absolute
+/// and already in its WHATWG serialisation (host lower-cased, default port dropped, no
+/// fragment), so no parse is needed to take it apart.
+pub fn split_url(url: &str) -> (&str, &str, &str) {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let path_at = url[after_scheme..].find('/').map_or(url.len(), |i| after_scheme + i);
+    let (origin, rest) = url.split_at(path_at);
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    (origin, if path.is_empty() { "/" } else { path }, query)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::core::ids::UpstreamId;
+
+    #[test]
+    fn a_request_url_splits_into_origin_path_and_query() {
+        assert_eq!(split_url("https://gw.example/mcp/tickets"), ("https://gw.example", "/mcp/tickets", ""));
+        assert_eq!(
+            split_url("http://127.0.0.1:8787/sse/t/messages?s=v1.a.b&x=%2F"),
+            ("http://127.0.0.1:8787", "/sse/t/messages", "s=v1.a.b&x=%2F")
+        );
+        assert_eq!(split_url("https://gw.example"), ("https://gw.example", "/", ""));
+        assert_eq!(split_url("https://gw.example/?a=1"), ("https://gw.example", "/", "a=1"));
+        // The same origin as the URL parser gives.
+        for url in ["https://gw.example/a", "http://127.0.0.1:8787/mcp/x?y", "https://[::1]:9/p"] {
+            let parsed = url::Url::parse(url).unwrap();
+            assert_eq!(split_url(url).0, parsed.origin().ascii_serialization(), "{url}");
+            assert_eq!(split_url(url).1, parsed.path(), "{url}");
+        }
+    }
     use crate::core::seal::Keyring;
     use crate::core::upstream::parse_upstream;
     use serde_json::json;

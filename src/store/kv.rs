@@ -11,6 +11,7 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::thread::LocalKey;
 use worker::kv::KvStore;
+use worker::Env;
 
 pub const BINDING: &str = "CONFIG";
 
@@ -41,13 +42,19 @@ async fn read_through<T: Clone>(
     Ok(found)
 }
 
+/// The KV namespace, opened only when a read gets past the isolate's caches or a write comes:
+/// the worker crate's handle costs several calls into the runtime to make.
 pub struct ConfigStore {
-    kv: KvStore,
+    env: Env,
 }
 
 impl ConfigStore {
-    pub fn new(kv: KvStore) -> Self {
-        ConfigStore { kv }
+    pub fn new(env: Env) -> Self {
+        ConfigStore { env }
+    }
+
+    fn kv(&self) -> Result<KvStore, Error> {
+        self.env.kv(BINDING).map_err(Error::internal)
     }
 
     pub async fn upstream(&self, id: &str) -> Result<Option<Upstream>, Error> {
@@ -56,12 +63,12 @@ impl ConfigStore {
 
     /// What KV holds now, past this isolate's cache.
     pub async fn upstream_uncached(&self, id: &str) -> Result<Option<Upstream>, Error> {
-        self.kv.get(&UPSTREAMS.key(id)).json().await.map_err(Error::internal)
+        self.kv()?.get(&UPSTREAMS.key(id)).json().await.map_err(Error::internal)
     }
 
     pub async fn put_upstream(&self, upstream: &Upstream) -> Result<(), Error> {
         let text = serde_json::to_string(upstream).map_err(Error::internal)?;
-        self.kv
+        self.kv()?
             .put(&UPSTREAMS.key(upstream.id.as_str()), text)
             .map_err(Error::internal)?
             .execute()
@@ -72,7 +79,7 @@ impl ConfigStore {
     }
 
     pub async fn delete_upstream(&self, id: &str) -> Result<(), Error> {
-        self.kv.delete(&UPSTREAMS.key(id)).await.map_err(Error::internal)?;
+        self.kv()?.delete(&UPSTREAMS.key(id)).await.map_err(Error::internal)?;
         UPSTREAM_CACHE.with_borrow_mut(|c| c.write(id, None, now_ms()));
         Ok(())
     }
@@ -92,7 +99,7 @@ impl ConfigStore {
         let mut out = Vec::new();
         let mut cursor = None;
         loop {
-            let mut list = self.kv.list().prefix(prefix.into());
+            let mut list = self.kv()?.list().prefix(prefix.into());
             if let Some(c) = cursor.take() {
                 list = list.cursor(c);
             }
@@ -109,15 +116,20 @@ impl ConfigStore {
     /// A sealed registration under its `schema::registration_key` (never cached: made rarely).
     pub async fn registration(&self, key: &str) -> Result<Option<Sealed>, Error> {
         debug_assert!(key.starts_with(REGISTRATIONS.prefix()));
-        Ok(self.kv.get(key).text().await.map_err(Error::internal)?.map(Sealed::stored))
+        Ok(self.kv()?.get(key).text().await.map_err(Error::internal)?.map(Sealed::stored))
     }
 
     pub async fn put_registration(&self, key: &str, sealed: &Sealed) -> Result<(), Error> {
-        self.kv.put(key, sealed.as_str()).map_err(Error::internal)?.execute().await.map_err(Error::internal)
+        self.kv()?
+            .put(key, sealed.as_str())
+            .map_err(Error::internal)?
+            .execute()
+            .await
+            .map_err(Error::internal)
     }
 
     pub async fn delete_registration(&self, key: &str) -> Result<(), Error> {
-        self.kv.delete(key).await.map_err(Error::internal)
+        self.kv()?.delete(key).await.map_err(Error::internal)
     }
 
     /// Forgets every registration made for `upstream` (it was deleted: a new upstream with
@@ -135,11 +147,11 @@ impl ConfigStore {
 
     /// What KV holds now, past this isolate's cache.
     pub async fn secret_uncached(&self, name: &str) -> Result<Option<Sealed>, Error> {
-        Ok(self.kv.get(&SECRETS.key(name)).text().await.map_err(Error::internal)?.map(Sealed::stored))
+        Ok(self.kv()?.get(&SECRETS.key(name)).text().await.map_err(Error::internal)?.map(Sealed::stored))
     }
 
     pub async fn put_secret(&self, name: &str, sealed: Sealed) -> Result<(), Error> {
-        self.kv
+        self.kv()?
             .put(&SECRETS.key(name), sealed.as_str())
             .map_err(Error::internal)?
             .execute()

@@ -5,8 +5,8 @@
 
 use super::protocol::{Op, Operation};
 use crate::error::Error;
+use crate::plumbing;
 use wasm_bindgen::{JsCast, JsValue};
-use wasm_bindgen_futures::JsFuture;
 use worker::{Env, ObjectNamespace};
 
 /// The Durable Object binding of the subject stores (wrangler.toml).
@@ -30,10 +30,8 @@ impl SubjectStoreStub {
     /// The store a routing part (the object id inside keys, links and states) names; `None` when
     /// it is not one of ours.
     pub fn at(env: &Env, routing: &str) -> Result<Option<SubjectStoreStub>, Error> {
-        match namespace(env)?.id_from_string(routing) {
-            Ok(id) => Ok(Some(SubjectStoreStub(id.get_stub().map_err(Error::internal)?.into_rpc()))),
-            Err(_) => Ok(None),
-        }
+        let namespace = js_sys::Reflect::get(env, &JsValue::from_str(BINDING)).map_err(store_error)?;
+        Ok(plumbing::stub_at(&namespace, routing).map_err(store_error)?.map(SubjectStoreStub))
     }
 
     /// The routing part of the store of subject `name`.
@@ -50,34 +48,25 @@ impl SubjectStoreStub {
     /// The untyped half of `call`, once for every operation.
     async fn send(&self, op: Op) -> Result<String, Error> {
         let body = serde_json::to_string(&op).map_err(Error::internal)?;
-        let answer = self.invoke("op", &js_sys::Array::of1(&JsValue::from_str(&body))).await?;
+        let answer = self.invoke("op", &body, None).await?;
         answer.as_string().ok_or_else(|| Error::internal("subject store answered no text"))
     }
 
     /// Opens the event stream of the gateway's own legacy session `id` in the store (src/entry.mjs),
     /// starting with `first`.
     pub async fn open_stream(&self, id: &str, first: &str) -> Result<web_sys::ReadableStream, Error> {
-        let args = js_sys::Array::of2(&JsValue::from_str(id), &JsValue::from_str(first));
-        Ok(self.invoke("openStream", &args).await?.unchecked_into())
+        Ok(self.invoke("openStream", id, Some(first)).await?.unchecked_into())
     }
 
     /// Writes `text` to that stream; `false` when it is not open (the client went away, or the
     /// store restarted).
     pub async fn push_stream(&self, id: &str, text: &str) -> Result<bool, Error> {
-        let args = js_sys::Array::of2(&JsValue::from_str(id), &JsValue::from_str(text));
-        Ok(self.invoke("pushStream", &args).await?.as_bool() == Some(true))
+        Ok(self.invoke("pushStream", id, Some(text)).await?.as_bool() == Some(true))
     }
 
-    /// Calls the store's RPC method `name`. RPC stubs are proxies: their methods are callable but
-    /// not `Function` instances, and the call answers an RPC promise (a thenable); `Reflect.apply`
-    /// and `then` work on both.
-    async fn invoke(&self, name: &str, args: &js_sys::Array) -> Result<JsValue, Error> {
-        let method = js_sys::Reflect::get(&self.0, &JsValue::from_str(name)).map_err(store_error)?;
-        let promise: js_sys::Promise =
-            js_sys::Reflect::apply(method.unchecked_ref::<js_sys::Function>(), &self.0, args)
-                .map_err(store_error)?
-                .unchecked_into();
-        JsFuture::from(promise).await.map_err(store_error)
+    /// Calls the store's RPC method `name` (one crossing: src/plumbing.mjs).
+    async fn invoke(&self, name: &str, first: &str, second: Option<&str>) -> Result<JsValue, Error> {
+        plumbing::call(&self.0, name, first, second).await.map_err(store_error)
     }
 }
 

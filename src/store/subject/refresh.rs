@@ -12,7 +12,7 @@ use crate::core::request::{refresh_needed, ConnectionStatus, Refreshed};
 use crate::core::seal::{ConnectionValue, Context, Keyring, Sealed};
 use crate::oauth_client::{revoke, token_call};
 use crate::rt::{self, now_ms, random_bytes};
-use crate::store::kv::{ConfigStore, BINDING};
+use crate::store::kv::ConfigStore;
 use crate::store::protocol::Connection;
 use crate::store::schema::CONNECTIONS;
 use futures_util::future::{FutureExt, LocalBoxFuture, Shared};
@@ -203,9 +203,9 @@ async fn current_client(
     grant: &OAuthGrant,
 ) -> Option<ClientAuth> {
     if grant.client.operator {
-        let configured = match (env.kv(BINDING), UpstreamId::parse(upstream)) {
-            (Ok(kv), Ok(id)) => ConfigStore::new(kv).upstream(id.as_str()).await.ok().flatten(),
-            _ => None,
+        let configured = match UpstreamId::parse(upstream) {
+            Ok(id) => ConfigStore::new(env.clone()).upstream(id.as_str()).await.ok().flatten(),
+            Err(_) => None,
         };
         if let Some(settings) = configured.and_then(|u| u.oauth) {
             let context = Context::OAuthClientSecret { upstream };

@@ -20,7 +20,11 @@ extern "C" {
     #[wasm_bindgen(js_name = send)]
     fn send_js(url: &str, method: &str, headers: &str, body: Option<Uint8Array>, timeout_ms: f64) -> Promise;
     #[wasm_bindgen(js_name = relay, catch)]
-    fn relay_js(upstream: &web_sys::Response, dropped: &str, empty: bool) -> Result<web_sys::Response, JsValue>;
+    fn relay_js(
+        upstream: &web_sys::Response,
+        dropped: &str,
+        empty: bool,
+    ) -> Result<web_sys::Response, JsValue>;
     #[wasm_bindgen(js_name = call, catch)]
     fn call_js(stub: &JsValue, name: &str, first: &str, second: Option<&str>) -> Result<Promise, JsValue>;
     #[wasm_bindgen(js_name = stubAt, catch)]

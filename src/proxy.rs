@@ -86,6 +86,9 @@ pub async fn handle(
         (Ok(p), body) => forward(app, req, p, body.and_then(Result::ok), &mut upstream_status).await,
     };
     let resp = result.unwrap_or_else(|e| http::error(&e, peek.as_ref()).into());
+    if !app.config.request_logs {
+        return resp;
+    }
     let log = RequestLog {
         time: rfc3339(started),
         upstream: upstream_id,

@@ -26,6 +26,8 @@ pub struct Config {
     pub public_url: Option<String>,
     pub max_body_bytes: usize,
     pub upstream_timeout_ms: u64,
+    /// One log line per proxied request (API.md §5c); `REQUEST_LOGS=off` turns them off.
+    pub request_logs: bool,
 }
 
 fn truthy(v: Option<String>) -> bool {
@@ -56,6 +58,10 @@ impl Config {
             max_body_bytes: non_empty("MAX_BODY_BYTES")
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            request_logs: !matches!(
+                non_empty("REQUEST_LOGS").map(|v| v.trim().to_ascii_lowercase()).as_deref(),
+                Some("off" | "false" | "0" | "no")
+            ),
             upstream_timeout_ms: non_empty("UPSTREAM_TIMEOUT_MS")
                 .and_then(|v| v.trim().parse().ok())
                 .filter(|ms| *ms > 0)
@@ -96,6 +102,7 @@ mod tests {
         assert!(c.allowed_origins.is_empty());
         assert_eq!(c.max_body_bytes, 4 * 1024 * 1024);
         assert_eq!(c.upstream_timeout_ms, 60_000);
+        assert!(c.request_logs, "request logs are on unless turned off");
         assert!(!c.origin_allowed("https://evil.example", "https://gw.example"));
     }
 
@@ -125,7 +132,9 @@ mod tests {
             ("PUBLIC_URL", "https://gw.example/"),
             ("MAX_BODY_BYTES", "1024"),
             ("UPSTREAM_TIMEOUT_MS", "1500"),
+            ("REQUEST_LOGS", "off"),
         ]);
+        assert!(!c.request_logs);
         assert!(matches!(&c.encryption, Encryption::Key(k) if k.expose() == "k"));
         assert!(c.admin_token.as_ref().is_some_and(|t| t.ct_eq("t")));
         let printed = format!("{c:?}");

@@ -21,6 +21,18 @@ test('deployed without ENCRYPTION_KEY: secrets are refused, with the fix in the 
   }
 });
 
+test('REQUEST_LOGS=off: proxied requests write no log line', async () => {
+  const gw = await startGateway({ REQUEST_LOGS: 'off' });
+  try {
+    const r = await fetch(`${gw.base}/mcp/nothing`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"jsonrpc":"2.0","id":1,"method":"ping"}' });
+    assert.equal(r.status, 401);
+    await new Promise((done) => setTimeout(done, 500));
+    assert.doesNotMatch(gw.logText(), /\{"request":/);
+  } finally {
+    await gw.stop();
+  }
+});
+
 test('deployed: upstreams must be public https', async () => {
   const gw = await startGateway({ DEV_MODE: 'false', ALLOW_PRIVATE_UPSTREAMS: 'false' });
   try {

@@ -20,7 +20,7 @@ button{font:inherit;padding:.35rem .9rem;margin-top:.8rem;cursor:pointer}td butt
 .inline{display:flex;gap:.6rem;align-items:end;flex-wrap:wrap}.inline label{margin:0}.inline input{width:auto}\
 .error{color:#a40000;margin:.2rem 0}.notice{background:#e7f4e4;border:1px solid #9c9;padding:.5rem .8rem}\
 .warn{color:#8a4b00;font-weight:600}.once{background:#fff8dc;border:1px solid #d9b44a;padding:.8rem}\
-code{font-family:ui-monospace,monospace;word-break:break-all}.hint{color:#555;font-size:.9em;margin:.2rem 0}";
+code{font-family:ui-monospace,monospace;word-break:break-all}table+form,p+form{margin-top:1rem}.hint{color:#555;font-size:.9em;margin:.2rem 0}";
 
 /// Where the stylesheet is served.
 pub const STYLESHEET: &str = "/admin/console.css";
@@ -326,7 +326,7 @@ pub fn upstream_page(
         "{}{}<form method=\"post\" action=\"{}\">{}{id}{}{}{}{}{}{}\
          <label for=\"client_secret\">OAuth client secret</label><p class=\"hint\">{secret_hint}</p>\
          <input id=\"client_secret\" name=\"client_secret\" type=\"password\" autocomplete=\"off\" value=\"\"{}>{}\
-         {}<label><input type=\"checkbox\" name=\"connect_tool\"{}> connect tool (offer a <code>connect</code> tool to unconnected users)</label>{}\
+         <label><input type=\"checkbox\" name=\"connect_tool\"{}> connect tool (offer a <code>connect</code> tool to unconnected users)</label>{}\
          <button type=\"submit\">Save</button></form>",
         notice_html(notice),
         error_of(errors, ""),
@@ -340,7 +340,6 @@ pub fn upstream_page(
         select("sign_in", "Sign-in for OAuth-only clients", &form.sign_in, &["off", "self", "link"], errors),
         invalid(errors, "client_secret"),
         error_of(errors, "client_secret"),
-        "",
         if form.connect_tool { " checked" } else { "" },
         error_of(errors, "connect_tool"),
     );
@@ -386,19 +385,12 @@ fn cell(v: &Value, name: &str) -> String {
 /// done to each.
 pub fn subject_page(session: &Session, v: &SubjectView) -> String {
     let me = Some(v.subject);
-    let mut keys = String::new();
-    for k in v.keys {
-        let id = k["id"].as_str().unwrap_or("");
-        keys.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            cell(k, "label"),
-            cell(k, "upstreams"),
-            cell(k, "created_at"),
-            cell(k, "expires_at"),
-            cell(k, "last_used"),
-            button(session, &format!("/admin/keys/{id}/revoke"), "Revoke", me)
-        ));
-    }
+    let revoke = |what: &str, item: &Value| {
+        let action = format!("/admin/{what}/{}/revoke", item["id"].as_str().unwrap_or(""));
+        button(session, &action, "Revoke", me)
+    };
+    let columns = ["label", "upstreams", "created_at", "expires_at", "last_used"];
+    let keys = rows(v.keys, &columns, |k| revoke("keys", k));
     let keys =
         table("keys", &["label", "upstreams", "created", "expires", "last used", ""], &keys, "No keys.");
     let typed = |n| super::super::connect::form_value(v.key_form, n).unwrap_or("");
@@ -455,19 +447,8 @@ pub fn subject_page(session: &Session, v: &SubjectView) -> String {
             error_of(v.link_errors, "upstream"),
         )
     };
-    let mut grants = String::new();
-    for g in v.grants {
-        let id = g["id"].as_str().unwrap_or("");
-        grants.push_str(&format!(
-            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            cell(g, "client_name"),
-            cell(g, "client_id"),
-            cell(g, "upstream"),
-            cell(g, "created_at"),
-            cell(g, "last_used"),
-            button(session, &format!("/admin/grants/{id}/revoke"), "Revoke", me)
-        ));
-    }
+    let columns = ["client_name", "client_id", "upstream", "created_at", "last_used"];
+    let grants = rows(v.grants, &columns, |g| revoke("grants", g));
     let grants = table(
         "grants",
         &["client", "client id", "upstream", "created", "last used", ""],
@@ -479,6 +460,19 @@ pub fn subject_page(session: &Session, v: &SubjectView) -> String {
         notice_html(v.notice)
     );
     layout(&format!("Subject {}", v.subject), Some(session), &body)
+}
+
+/// A table row per item: its `columns`, then its `action` cell.
+fn rows(items: &[Value], columns: &[&str], action: impl Fn(&Value) -> String) -> String {
+    let mut out = String::new();
+    for item in items {
+        out.push_str("<tr>");
+        for column in columns {
+            out.push_str(&format!("<td>{}</td>", cell(item, column)));
+        }
+        out.push_str(&format!("<td>{}</td></tr>", action(item)));
+    }
+    out
 }
 
 fn table(id: &str, heads: &[&str], rows: &str, empty: &str) -> String {

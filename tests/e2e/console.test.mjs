@@ -12,7 +12,7 @@ import path from 'node:path';
 import { createCipheriv, createHash, randomBytes } from 'node:crypto';
 import {
   ROOT, startGateway, putUpstream, launchChromium, watchedPage, assertCleanWalk, whoamiAt, mcpAnswer, callTool,
-  signInByHttp, withCookies, sleep,
+  signInByHttp, consoleSignIn, sleep,
 } from './harness.mjs';
 import { startStreamable } from './peers/ts_servers.mjs';
 
@@ -321,22 +321,17 @@ test('session cookies: forged, expired, or signed in with another ADMIN_TOKEN ar
 
 test('sign-in shares the admin API\'s wrong-token limit: 10 wrong tokens by either way, then 429 for both, even with the right token', async () => {
   const ip = '203.0.113.' + (1 + randomBytes(1)[0] % 250);
-  const form = await fetch(gw.base + '/admin/sign-in');
-  const jar = withCookies(null, form.headers);
-  const csrf = (await form.text()).match(/name="csrf" value="([^"]+)"/)[1];
-  const signIn = (token) => postWith('/admin/sign-in', jar, { csrf, token }, { 'cf-connecting-ip': ip });
+  const signIn = (token) => consoleSignIn(gw, token, { 'cf-connecting-ip': ip });
   for (let i = 0; i < 5; i++) {
-    const r = await signIn(`guess-${i}`);
-    assert.equal(r.status, 401);
-    await r.text();
+    assert.equal((await signIn(`guess-${i}`)).status, 401);
     const api = await fetch(gw.base + '/admin/v1/upstreams', { headers: { authorization: `Bearer api-guess-${i}`, 'cf-connecting-ip': ip } });
     assert.equal(api.status, 401);
     await api.text();
   }
   const blocked = await signIn(gw.adminToken);
   assert.equal(blocked.status, 429);
-  assert.match(await blocked.text(), /Too many wrong tokens from this address: try again in \d+ seconds/);
-  assert.equal(blocked.headers.get('set-cookie'), null, 'no session');
+  assert.match(blocked.text, /Too many wrong tokens from this address: try again in \d+ seconds/);
+  assert.doesNotMatch(blocked.cookie, /mab_console=/, 'no session');
   const after = Number(blocked.headers.get('retry-after'));
   assert.ok(after >= 1 && after <= 300, `Retry-After ${after}`);
   const api = await fetch(gw.base + '/admin/v1/upstreams', { headers: { authorization: `Bearer ${gw.adminToken}`, 'cf-connecting-ip': ip } });

@@ -308,6 +308,24 @@ export function withCookies(jar, headers) {
 }
 
 /**
+ * Signs in to the operator console (API.md §4a) by HTTP, as a browser does: its sign-in page (for
+ * the form's CSRF cookie and field), then `token` posted with `headers` added. Returns the
+ * answer's `status`, `text` and `headers`, and `cookie`: the browser's cookies after it (with the
+ * session when the token was right; the session is tracked, it must stay out of the log).
+ */
+export async function consoleSignIn(gw, token = gw.adminToken, headers = {}) {
+  const form = await openPage(gw.base + '/admin/sign-in');
+  const r = await fetch(gw.base + '/admin/sign-in', {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: form.cookie, ...headers },
+    body: new URLSearchParams({ csrf: form.csrf, token }).toString(),
+    redirect: 'manual',
+  });
+  for (const set of r.headers.getSetCookie()) gw.track(set.split(';')[0].split('=').slice(1).join('='));
+  return { status: r.status, text: await r.text(), headers: r.headers, cookie: withCookies(form.cookie, r.headers) };
+}
+
+/**
  * Opens a connect page like a browser whose cookies are `jar` (none: a browser that never
  * opened one): returns its status, HTML, CSRF field, the browser's cookies after it, and headers.
  */

@@ -17,7 +17,7 @@ use crate::core::console::pages::{
 };
 pub use crate::core::console::session::Session;
 use crate::core::console::session::{token_binding, SESSION_COOKIE, SESSION_MS};
-use crate::core::ids::SubjectId;
+use crate::core::ids::{SubjectId, UpstreamId};
 use crate::core::seal::{Context, Sealed};
 use crate::error::Error;
 use crate::rt::{now_ms, random_bytes};
@@ -217,7 +217,7 @@ pub async fn save_upstream(
     if let Some(id) = id {
         typed.id = id.to_string();
     }
-    let stored = match crate::core::ids::UpstreamId::parse(&typed.id) {
+    let stored = match UpstreamId::parse(&typed.id) {
         Ok(valid) => app.config_store()?.upstream_uncached(valid.as_str()).await?,
         Err(_) => None,
     };

@@ -23,9 +23,10 @@ gz=$(gzip -9c build/index_bg.wasm | wc -c)
 # A regression guard, not a product limit (Cloudflare allows 64 MiB): raised from 1024 / 400 when
 # the credential lifecycle and the first parts of the authorization server came in, and from
 # 1152 / 448 when the rest of it did (the cold first request stayed the same), and from
-# 1216 / 480 for the built-in OpenAPI document, data rather than code (README "Bundle").
-printf 'wasm bundle: %d KiB raw, %d KiB gzip (budget 1280 / 496)\n' $((raw / 1024)) $((gz / 1024))
-if [ "$raw" -gt $((1280 * 1024)) ] || [ "$gz" -gt $((496 * 1024)) ]; then
+# 1216 / 480 for the built-in OpenAPI document, data rather than code, and from 1280 / 496 for the
+# operator console, off the hot path behind cold() (README "Bundle").
+printf 'wasm bundle: %d KiB raw, %d KiB gzip (budget 1312 / 512)\n' $((raw / 1024)) $((gz / 1024))
+if [ "$raw" -gt $((1312 * 1024)) ] || [ "$gz" -gt $((512 * 1024)) ]; then
   echo "wasm bundle over budget" >&2
   exit 1
 fi

@@ -13,7 +13,7 @@ use crate::core::keys::{self, KeyHash, KeyRecord, KeyScope};
 use crate::core::seal::{Context, Resealed};
 use crate::core::secret::Secret;
 use crate::core::throttle::Verdict;
-use crate::core::upstream::{parse_upstream, require_pinned};
+use crate::core::upstream::{parse_upstream, require_pinned, Upstream};
 use crate::error::Error;
 use crate::http;
 use crate::rt::{now_ms, random_bytes};
@@ -36,12 +36,19 @@ const MAX_EXPIRES_IN: u64 = 10 * 365 * 24 * 3600;
 /// guard without it), so the limit holds across isolates and locations. Cost: one object call
 /// per admin request; the MCP path never comes here.
 pub async fn authorize(app: &App, req: &Request) -> Result<(), Error> {
-    let expected = app.config.admin_token.as_ref().ok_or(Error::AdminDisabled)?;
     let header = http::header(req, "authorization").unwrap_or_default();
     let presented = match header.trim().split_once(' ') {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
         _ => "",
     };
+    check_token(app, req, presented).await
+}
+
+/// The check of a presented admin token, under the wrong-token limit: the API's bearer token
+/// and the token pasted into the operator console's sign-in count in the same guard,
+/// so neither is a way around the other's limit.
+pub async fn check_token(app: &App, req: &Request, presented: &str) -> Result<(), Error> {
+    let expected = app.config.admin_token.as_ref().ok_or(Error::AdminDisabled)?;
     let ok = expected.ct_eq(presented);
     let client = http::header(req, "cf-connecting-ip").unwrap_or_default();
     let guard = app.store_for(&guard_name(client.trim()))?;
@@ -88,9 +95,15 @@ fn items(list: Vec<Value>) -> Response {
 }
 
 pub async fn put_upstream(app: &App, mut req: Request, id: &str) -> Result<Response, Error> {
-    let id = name(UpstreamId::parse(id), "id")?;
     let body = body_json(&mut req, app.config.max_body_bytes).await?;
-    let draft = parse_upstream(&id, &body, app.config.allow_private_upstreams, now_ms())?;
+    Ok(http::json(200, &save_upstream(app, id, &body).await?.public_view()))
+}
+
+/// Validates and stores the upstream `id` from a `PUT /admin/v1/upstreams/{id}` body (the
+/// console's form makes the same body), sealing a client secret sent and keeping a stored one.
+pub async fn save_upstream(app: &App, id: &str, body: &Value) -> Result<Upstream, Error> {
+    let id = name(UpstreamId::parse(id), "id")?;
+    let draft = parse_upstream(&id, body, app.config.allow_private_upstreams, now_ms())?;
     let store = app.config_store()?;
     // Read past the cache: the secret kept must be the one stored now.
     let kept = draft.kept_client_secret(store.upstream_uncached(id.as_str()).await?.as_ref());
@@ -108,7 +121,7 @@ pub async fn put_upstream(app: &App, mut req: Request, id: &str) -> Result<Respo
         };
     }
     store.put_upstream(&upstream).await?;
-    Ok(http::json(200, &upstream.public_view()))
+    Ok(upstream)
 }
 
 pub async fn list_upstreams(app: &App) -> Result<Response, Error> {
@@ -123,14 +136,25 @@ fn upstream_in_path(id: &str) -> Result<UpstreamId, Error> {
 }
 
 pub async fn get_upstream(app: &App, id: &str) -> Result<Response, Error> {
+    Ok(http::json(200, &find_upstream(app, id).await?.public_view()))
+}
+
+/// The stored upstream `id`, or not found.
+pub async fn find_upstream(app: &App, id: &str) -> Result<Upstream, Error> {
     let id = upstream_in_path(id)?;
-    match app.config_store()?.upstream(id.as_str()).await? {
-        Some(u) => Ok(http::json(200, &u.public_view())),
-        None => Err(Error::NotFound { what: format!("upstream '{id}'") }),
-    }
+    app.config_store()?
+        .upstream(id.as_str())
+        .await?
+        .ok_or_else(|| Error::NotFound { what: format!("upstream '{id}'") })
 }
 
 pub async fn delete_upstream(app: &App, id: &str) -> Result<Response, Error> {
+    remove_upstream(app, id).await?;
+    Ok(http::empty(204))
+}
+
+/// Deletes the upstream `id` and the gateway's registrations at its authorization server.
+pub async fn remove_upstream(app: &App, id: &str) -> Result<(), Error> {
     let id = upstream_in_path(id)?;
     let store = app.config_store()?;
     if store.upstream(id.as_str()).await?.is_none() {
@@ -138,7 +162,7 @@ pub async fn delete_upstream(app: &App, id: &str) -> Result<Response, Error> {
     }
     store.delete_upstream(id.as_str()).await?;
     store.delete_registrations(id.as_str()).await?;
-    Ok(http::empty(204))
+    Ok(())
 }
 
 pub async fn put_secret(app: &App, mut req: Request, secret: &str) -> Result<Response, Error> {
@@ -167,7 +191,13 @@ pub async fn put_subject_secret(
 
 pub async fn create_key(app: &App, mut req: Request) -> Result<Response, Error> {
     let body = body_json(&mut req, app.config.max_body_bytes).await?;
-    let subject = body_subject(&body)?;
+    Ok(http::json(201, &mint_key(app, &body).await?))
+}
+
+/// Mints a key from a `POST /admin/v1/keys` body (the console's key form makes the same body):
+/// its public view with `key`, the only time the key is shown.
+pub async fn mint_key(app: &App, body: &Value) -> Result<Value, Error> {
+    let subject = body_subject(body)?;
     let upstreams = match body.get("upstreams") {
         Some(Value::Array(list)) if !list.is_empty() => {
             let list = list
@@ -186,7 +216,7 @@ pub async fn create_key(app: &App, mut req: Request) -> Result<Response, Error> 
             ))
         }
     };
-    let expires_in = expires_in(&body, MAX_EXPIRES_IN)?;
+    let expires_in = expires_in(body, MAX_EXPIRES_IN)?;
     let label = match body.get("label") {
         None | Some(Value::Null) => None,
         Some(Value::String(l)) if l.len() <= 200 && is_field_value(l) => Some(l.clone()),
@@ -210,7 +240,7 @@ pub async fn create_key(app: &App, mut req: Request) -> Result<Response, Error> 
     app.store_for(subject.as_str())?.call(CreateKey { key: record.clone() }).await?;
     let mut view = record.public_view();
     view["key"] = json!(key);
-    Ok(http::json(201, &view))
+    Ok(view)
 }
 
 fn body_subject(body: &Value) -> Result<SubjectId, Error> {
@@ -237,7 +267,13 @@ fn expires_in(body: &Value, max: u64) -> Result<Option<u64>, Error> {
 
 pub async fn create_link(app: &App, mut req: Request) -> Result<Response, Error> {
     let body = body_json(&mut req, app.config.max_body_bytes).await?;
-    let subject = body_subject(&body)?;
+    Ok(http::json(201, &mint_operator_link(app, &body).await?))
+}
+
+/// Mints a connect link from a `POST /admin/v1/links` body (the console's link form makes the
+/// same body): `{url, expires_at, subject, upstream}`, the only time the link is shown.
+pub async fn mint_operator_link(app: &App, body: &Value) -> Result<Value, Error> {
+    let subject = body_subject(body)?;
     let upstream = body
         .get("upstream")
         .and_then(Value::as_str)
@@ -246,30 +282,36 @@ pub async fn create_link(app: &App, mut req: Request) -> Result<Response, Error>
     let Some(found) = app.config_store()?.upstream(upstream.as_str()).await? else {
         return Err(Error::bad_request("upstream", format!("no upstream named '{upstream}'")));
     };
-    if found.user_fields.is_empty() && found.oauth.is_none() {
+    if !found.connectable() {
         return Err(Error::bad_request(
             "upstream",
             "has nothing for a user to connect: it has neither user_fields nor oauth",
         ));
     }
-    let seconds = expires_in(&body, MAX_LINK_SECONDS)?.unwrap_or(DEFAULT_LINK_SECONDS);
+    let seconds = expires_in(body, MAX_LINK_SECONDS)?.unwrap_or(DEFAULT_LINK_SECONDS);
     let routing = app.routing_for(subject.as_str())?;
     let store = app.store_for(subject.as_str())?;
     let (url, expires_at) =
         mint_link(app, &store, &routing, &subject, &upstream, LinkFor::Operator { seconds }).await?;
-    Ok(http::json(
-        201,
-        &json!({ "url": url.expose(), "expires_at": rfc3339(expires_at), "subject": subject.as_str(), "upstream": upstream.as_str() }),
-    ))
+    Ok(
+        json!({ "url": url.expose(), "expires_at": rfc3339(expires_at), "subject": subject.as_str(), "upstream": upstream.as_str() }),
+    )
 }
 
 pub async fn delete_connection(app: &App, subject: &str, upstream: &str) -> Result<Response, Error> {
+    let revoked = disconnect(app, subject, upstream).await?;
+    Ok(http::json(200, &json!({ "revoked": revoked })))
+}
+
+/// Forgets `subject`'s connection to `upstream`, revoking its tokens where the authorization
+/// server can: whether it accepted that; not found when there is no connection.
+pub async fn disconnect(app: &App, subject: &str, upstream: &str) -> Result<bool, Error> {
     let subject = name(SubjectId::parse(subject), "subject")?;
     let not_found = || Error::NotFound { what: format!("connection of '{subject}' to '{upstream}'") };
     // An id no upstream can have has no connection either.
     let upstream = UpstreamId::parse(upstream).map_err(|_| not_found())?;
     match app.store_for(subject.as_str())?.call(DeleteConnection { upstream }).await? {
-        Deleted::Deleted { revoked } => Ok(http::json(200, &json!({ "revoked": revoked }))),
+        Deleted::Deleted { revoked } => Ok(revoked),
         Deleted::NotFound => Err(not_found()),
     }
 }
@@ -285,9 +327,13 @@ fn subject_param(req: &Request) -> Result<SubjectId, Error> {
 }
 
 pub async fn list_keys(app: &App, req: &Request) -> Result<Response, Error> {
-    let subject = subject_param(req)?;
+    Ok(items(keys_of(app, &subject_param(req)?).await?))
+}
+
+/// The views of `subject`'s keys, oldest first.
+pub async fn keys_of(app: &App, subject: &SubjectId) -> Result<Vec<Value>, Error> {
     let list = app.store_for(subject.as_str())?.call(ListKeys {}).await?;
-    Ok(items(list.iter().map(KeyRecord::public_view).collect()))
+    Ok(list.iter().map(KeyRecord::public_view).collect())
 }
 
 /// The store an id made by `keys::key_id` (a key's or a grant's) routes to; `not_found` when the
@@ -298,10 +344,16 @@ fn store_of_id(app: &App, id: &str, not_found: impl Fn() -> Error) -> Result<Sub
 }
 
 pub async fn revoke_key(app: &App, id: &str) -> Result<Response, Error> {
+    drop_key(app, id).await?;
+    Ok(http::empty(204))
+}
+
+/// Revokes the key `id` (from its next request on), or not found.
+pub async fn drop_key(app: &App, id: &str) -> Result<(), Error> {
     let not_found = || Error::NotFound { what: format!("key '{id}'") };
     let store = store_of_id(app, id, not_found)?;
     if store.call(RevokeKey { id: id.to_string() }).await? {
-        Ok(http::empty(204))
+        Ok(())
     } else {
         Err(not_found())
     }
@@ -310,20 +362,30 @@ pub async fn revoke_key(app: &App, id: &str) -> Result<Response, Error> {
 /// `GET /admin/v1/grants?subject=`: what the gateway's authorization server issued to MCP
 /// clients for the subject, oldest first.
 pub async fn list_grants(app: &App, req: &Request) -> Result<Response, Error> {
-    let subject = subject_param(req)?;
+    Ok(items(grants_of(app, &subject_param(req)?).await?))
+}
+
+/// The views of `subject`'s grants, oldest first.
+pub async fn grants_of(app: &App, subject: &SubjectId) -> Result<Vec<Value>, Error> {
     let list = app.store_for(subject.as_str())?.call(ListGrants {}).await?;
     let now = now_ms();
-    Ok(items(list.iter().map(|g| g.public_view(now)).collect()))
+    Ok(list.iter().map(|g| g.public_view(now)).collect())
 }
 
 /// `DELETE /admin/v1/grants/{id}`: the id routes to the subject's store (`keys::key_id`); the
 /// grant's tokens are refused from the next request on. Ids of grants issued before they were
 /// routed (16 hex digits) are not found here: those grants end through `/oauth/revoke`.
 pub async fn revoke_grant(app: &App, id: &str) -> Result<Response, Error> {
+    drop_grant(app, id).await?;
+    Ok(http::empty(204))
+}
+
+/// Revokes the grant `id` (its tokens, from their next request on), or not found.
+pub async fn drop_grant(app: &App, id: &str) -> Result<(), Error> {
     let not_found = || Error::NotFound { what: format!("grant '{id}'") };
     let store = store_of_id(app, id, not_found)?;
     if store.call(RevokeGrant { id: id.to_string() }).await? {
-        Ok(http::empty(204))
+        Ok(())
     } else {
         Err(not_found())
     }
@@ -332,11 +394,15 @@ pub async fn revoke_grant(app: &App, id: &str) -> Result<Response, Error> {
 /// `GET /admin/v1/connections?subject=`: for every upstream the subject's keys may use, what a
 /// request would meet now (`core::connections::rows`), and every other stored connection.
 pub async fn list_connections(app: &App, req: &Request) -> Result<Response, Error> {
-    let subject = subject_param(req)?;
+    Ok(items(connections_of(app, &subject_param(req)?).await?))
+}
+
+/// The views of `subject`'s connections, by upstream (`core::connections::rows`).
+pub async fn connections_of(app: &App, subject: &SubjectId) -> Result<Vec<Value>, Error> {
     let held = app.store_for(subject.as_str())?.call(ListConnections {}).await?;
     let upstreams = app.config_store()?.upstreams().await?;
     let list = rows(&upstreams, &held.keys, &held.connections, &held.secrets, now_ms());
-    Ok(items(list.iter().map(connection_view).collect()))
+    Ok(list.iter().map(connection_view).collect())
 }
 
 fn connection_view(row: &Row) -> Value {

@@ -207,7 +207,7 @@ const CSRF_COOKIE: &str = "mab_csrf";
 const BROWSER_COOKIE: &str = "mab_browser";
 
 /// A cookie's name: `__Host-` on https, where browsers enforce its rules.
-fn cookie_name(app: &App, base: &str) -> String {
+pub(crate) fn cookie_name(app: &App, base: &str) -> String {
     if app.public_origin.starts_with("https://") {
         format!("__Host-{base}")
     } else {
@@ -215,7 +215,7 @@ fn cookie_name(app: &App, base: &str) -> String {
     }
 }
 
-fn set_cookie(app: &App, base: &str, value: &str, same_site: &str, max_age: u64) -> String {
+pub(crate) fn set_cookie(app: &App, base: &str, value: &str, same_site: &str, max_age: u64) -> String {
     let secure = if app.public_origin.starts_with("https://") { "; Secure" } else { "" };
     format!(
         "{}={value}; Path=/; HttpOnly; SameSite={same_site}; Max-Age={max_age}{secure}",
@@ -227,7 +227,7 @@ fn is_random_token(v: &str) -> bool {
     v.len() == 43 && v.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
 }
 
-fn cookie_value(req: &Request, name: &str) -> Option<String> {
+pub(crate) fn cookie_value(req: &Request, name: &str) -> Option<String> {
     http::header(req, "cookie")?
         .split(';')
         .filter_map(|c| c.trim().split_once('='))
@@ -237,7 +237,7 @@ fn cookie_value(req: &Request, name: &str) -> Option<String> {
 
 /// An upstream with nothing for the user to connect.
 fn nothing_to_connect(upstream: &Upstream) -> Option<Response> {
-    (upstream.user_fields.is_empty() && upstream.oauth.is_none())
+    (!upstream.connectable())
         .then(|| message(404, "Nothing to connect", "This service needs nothing from you: you are all set."))
 }
 

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod app;
 pub mod authorize;
 pub mod connect;
+pub mod console;
 pub mod core;
 pub mod error;
 pub mod http;

@@ -3,6 +3,7 @@
 use crate::admin;
 use crate::app::App;
 use crate::authorize;
+use crate::console;
 use crate::core::headers::is_token;
 use crate::error::Error;
 use crate::http::{self, Head};
@@ -94,6 +95,9 @@ async fn pages_and_apis(app: &App, req: Request, method: Method, segs: &[&str]) 
             .await
         }
 
+        // Operator console (API.md §4a): pages for the operations above, signed in once.
+        (_, ["admin", ..]) => Ok(cold(console_route(app, req, method, &segs[1..])).await),
+
         _ => Err(Error::NotFound { what: "route".into() }),
     }
 }
@@ -138,6 +142,62 @@ async fn admin_route(app: &App, req: Request, method: Method, path: &[&str]) -> 
         (_, ["links"] | ["reseal"]) => Err(Error::MethodNotAllowed { allow: "POST" }),
         (_, ["subjects", _, "connections", _]) => Err(Error::MethodNotAllowed { allow: "DELETE" }),
         _ => Err(Error::NotFound { what: "admin route".into() }),
+    }
+}
+
+/// The console's routes: the sign-in page and the stylesheet open to anyone, the rest only with
+/// a live session. Errors are pages, not JSON.
+async fn console_route(app: &App, req: Request, method: Method, path: &[&str]) -> Response {
+    let result = match (method.clone(), path) {
+        (Method::Get, []) => Ok(console::to_console()),
+        (Method::Get, ["console.css"]) => Ok(console::stylesheet()),
+        (Method::Get, ["sign-in"]) => Ok(console::sign_in_page(app, &req)),
+        (Method::Post, ["sign-in"]) => console::sign_in(app, req).await,
+        (_, ["sign-in"]) => Err(Error::MethodNotAllowed { allow: "GET, POST" }),
+        _ => match console::session(app, &req) {
+            Some(session) => console_page(app, req, method, path, &session).await,
+            None => Ok(console::signed_out(&method)),
+        },
+    };
+    result.unwrap_or_else(|e| console::error_page(&e))
+}
+
+async fn console_page(
+    app: &App,
+    req: Request,
+    method: Method,
+    path: &[&str],
+    session: &console::Session,
+) -> Result<Response, Error> {
+    use console::Action;
+    match (method, path) {
+        (Method::Get, [""]) => console::overview(app, &req, session).await,
+        (Method::Post, ["sign-out"]) => console::sign_out(app, req, session).await,
+        (Method::Get, ["new-upstream"]) => Ok(console::new_upstream(session)),
+        (Method::Post, ["upstreams"]) => console::save_upstream(app, req, session, None).await,
+        (Method::Get, ["upstreams", id]) => console::edit_upstream(app, &req, session, id).await,
+        (Method::Post, ["upstreams", id]) => console::save_upstream(app, req, session, Some(id)).await,
+        (Method::Post, ["upstreams", id, "delete"]) => console::delete_upstream(app, req, session, id).await,
+        (Method::Get, ["subjects"]) => console::subject(app, &req, session).await,
+        (Method::Post, ["keys"]) => console::mint_key(app, req, session).await,
+        (Method::Post, ["links"]) => console::mint_link(app, req, session).await,
+        (Method::Post, ["keys", id, "revoke"]) => {
+            console::subject_action(app, req, session, Action::RevokeKey(id)).await
+        }
+        (Method::Post, ["grants", id, "revoke"]) => {
+            console::subject_action(app, req, session, Action::RevokeGrant(id)).await
+        }
+        (Method::Post, ["connections", upstream, "disconnect"]) => {
+            console::subject_action(app, req, session, Action::Disconnect(upstream)).await
+        }
+        (_, [""] | ["new-upstream"] | ["subjects"]) => Err(Error::MethodNotAllowed { allow: "GET" }),
+        (_, ["upstreams", _]) => Err(Error::MethodNotAllowed { allow: "GET, POST" }),
+        (_, ["sign-out"] | ["upstreams"] | ["keys"] | ["links"])
+        | (
+            _,
+            ["upstreams", _, "delete"] | ["keys" | "grants", _, "revoke"] | ["connections", _, "disconnect"],
+        ) => Err(Error::MethodNotAllowed { allow: "POST" }),
+        _ => Err(Error::NotFound { what: "console page".into() }),
     }
 }
 

@@ -346,8 +346,14 @@ pub fn page_csp_redirecting_to(origin: &str) -> String {
 }
 
 fn csp_with_form_targets(targets: &str) -> String {
+    page_csp_with("'unsafe-inline'", targets)
+}
+
+/// The pages' CSP with its style sources (the connect pages inline their few rules; the
+/// operator console links a stylesheet from the Worker, `'self'`) and form targets.
+pub fn page_csp_with(style_src: &str, form_targets: &str) -> String {
     format!(
-        "default-src 'none'; style-src 'unsafe-inline'; form-action {targets}; frame-ancestors 'none'; base-uri 'none'"
+        "default-src 'none'; style-src {style_src}; form-action {form_targets}; frame-ancestors 'none'; base-uri 'none'"
     )
 }
 

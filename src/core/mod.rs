@@ -8,6 +8,7 @@ pub mod config;
 pub mod connect;
 pub mod connect_tool;
 pub mod connections;
+pub mod console;
 pub mod encoding;
 pub mod headers;
 pub mod ids;

@@ -42,6 +42,8 @@ pub enum Context<'a> {
     /// The token of a connect link minted for a `connection_required` answer, kept with the link
     /// so the next such answer hands out the same link (`core::connect::reusable_link`).
     LinkToken { subject: &'a str, upstream: &'a str },
+    /// An operator console session, in its cookie (`core::console::session`).
+    ConsoleSession,
 }
 
 /// The values a connection seals.
@@ -82,6 +84,7 @@ impl fmt::Display for Context<'_> {
             Context::GatewayClient => f.write_str("gateway-client"),
             Context::AuthorizeSession => f.write_str("authorize-session"),
             Context::LinkToken { subject, upstream } => write!(f, "link:{subject}:{upstream}"),
+            Context::ConsoleSession => f.write_str("console-session"),
         }
     }
 }
@@ -324,6 +327,7 @@ mod tests {
             (Context::GatewayClient, "gateway-client"),
             (Context::AuthorizeSession, "authorize-session"),
             (Context::LinkToken { subject: "a", upstream: "gh" }, "link:a:gh"),
+            (Context::ConsoleSession, "console-session"),
         ];
         for (context, text) in cases {
             assert_eq!(context.to_string(), text);

@@ -428,6 +428,11 @@ impl Upstream {
     }
 
     /// What the admin API shows: never a secret.
+    /// Whether a user has anything to connect: typed values, or an OAuth sign-in.
+    pub fn connectable(&self) -> bool {
+        !self.user_fields.is_empty() || self.oauth.is_some()
+    }
+
     pub fn public_view(&self) -> Value {
         let mut v = json!({
             "id": self.id,

@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { served } from './peers/http_util.mjs';
 import {
   startGateway, putUpstream, newLink, launchChromium, oauthRegister, pkce, authorizeUrl, tokenRequest, rawMcp, initialize,
-  redeemRedirect, whoamiAt,
+  redeemRedirect, whoamiAt, watchedPage, assertCleanWalk,
 } from './harness.mjs';
 import { startStreamable } from './peers/ts_servers.mjs';
 import { startOAuthPeers, stopOAuthPeers, oauthSecrets } from './peers/oauth_mcp_server.mjs';
@@ -57,37 +57,6 @@ after(async () => {
 });
 
 /**
- * A page in a fresh browser context (its own cookies), watched: `blocked` collects what Chromium's
- * CSP refused (it says so on the console), `failed` the navigations that failed, `navigations`
- * every main-frame request (each hop of a redirect chain), `pages` each gateway document shown
- * (url, status, CSP header). Cookies the gateway sets are tracked: they must stay out of its log.
- */
-async function watchedPage() {
-  const page = await browser.newPage();
-  const watched = { page, blocked: [], failed: [], navigations: [], pages: [] };
-  const mainFrame = (r) => r.isNavigationRequest() && r.frame() === page.mainFrame();
-  page.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) watched.blocked.push(`${page.url()}: ${m.text()}`); });
-  page.on('request', (r) => { if (mainFrame(r)) watched.navigations.push(`${r.method()} ${r.url()}`); });
-  page.on('requestfailed', (r) => { if (mainFrame(r)) watched.failed.push(`${r.method()} ${r.url()}: ${r.failure()?.errorText}`); });
-  page.on('response', (r) => {
-    if (!r.url().startsWith(gw.base)) return;
-    if (mainFrame(r.request()) && r.status() < 300) watched.pages.push({ url: r.url(), status: r.status(), csp: r.headers()['content-security-policy'] });
-    r.headersArray().then((all) => {
-      for (const h of all) if (h.name.toLowerCase() === 'set-cookie') gw.track(h.value.split(';')[0].split('=').slice(1).join('='));
-    }).catch(() => { /* the page closed first */ });
-  });
-  return watched;
-}
-
-/** No CSP refusal, no failed navigation, and every gateway page shown had its CSP. */
-function assertCleanWalk({ blocked, failed, pages }) {
-  assert.deepEqual(blocked, [], 'Chromium blocked something under the CSP');
-  assert.deepEqual(failed, [], 'a navigation failed');
-  assert.ok(pages.length > 0);
-  for (const p of pages) assert.match(p.csp ?? '', /form-action /, `${p.url} (${p.status}) has its CSP`);
-}
-
-/**
  * An OAuth-only native client (mcp-remote, say), registered as `name`: its own loopback redirect,
  * a server on 127.0.0.1 that records the callbacks it gets (`landed`). `request(resource)` makes
  * an authorization request for a gateway MCP path (`{url, state, verifier}`); `redeem(location,
@@ -121,7 +90,7 @@ async function loopbackClient(name) {
 }
 
 test('a person fills in the form for a header upstream', async () => {
-  const walk = await watchedPage();
+  const walk = await watchedPage(browser, gw);
   const { page } = walk;
   await page.goto((await newLink(gw, 'gus', 'tickets')).url);
   assert.match(await page.textContent('main'), /connects the account of gus/);
@@ -135,7 +104,7 @@ test('a person fills in the form for a header upstream', async () => {
 });
 
 test('a person connects an OAuth upstream: confirm, sign in at the server, back to the gateway', async () => {
-  const walk = await watchedPage();
+  const walk = await watchedPage(browser, gw);
   const { page } = walk;
   await page.goto((await newLink(gw, 'hana', 'oauthy')).url);
   await page.getByRole('button', { name: 'Continue to sign in' }).click();
@@ -158,7 +127,7 @@ test('a person allows an OAuth-only client on the consent page: the browser land
     sign_in: 'self',
   });
   const client = await loopbackClient('Browser client');
-  const walk = await watchedPage();
+  const walk = await watchedPage(browser, gw);
   const { page } = walk;
   try {
     const request = client.request('/mcp/tickets-self', 'b-1');
@@ -182,7 +151,7 @@ test('a person allows a web connector (ChatGPT) on the consent page: the browser
   const reg = await oauthRegister(gw, { redirect_uris: [redirect], client_name: 'ChatGPT' });
   const { verifier, challenge } = pkce();
   const url = authorizeUrl(gw, { client_id: reg.client_id, redirect_uri: redirect, state: 'c-1', code_challenge: challenge, resource: gw.base + '/mcp/tickets-self' });
-  const { page, blocked } = await watchedPage();
+  const { page, blocked } = await watchedPage(browser, gw);
   try {
     await page.goto(url.href);
     assert.match(await page.textContent('main'), /ChatGPT asks to use tickets-self/);
@@ -213,7 +182,7 @@ test('a person allows a web connector (ChatGPT) on the consent page: the browser
 
 test('sign-in "link" for a header upstream in a browser: the person pastes the connect link, consent names its subject, the typed key is stored, the browser lands on the client\'s loopback redirect, and the token reaches the upstream with that key', { timeout: 90_000 }, async () => {
   const client = await loopbackClient('Link browser client');
-  const walk = await watchedPage();
+  const walk = await watchedPage(browser, gw);
   const { page } = walk;
   try {
     const link = gw.trackLink((await newLink(gw, 'dora', 'keyed-link')).url);
@@ -256,7 +225,7 @@ test('sign-in "link" for a header upstream in a browser: the person pastes the c
 
 test('sign-in "self" for an upstream with its own OAuth in a browser: consent, "Allow and sign in", the upstream\'s login form, the gateway\'s callback, the client\'s loopback redirect; no CSP block on the way, and the token reaches the upstream as the person who signed in', { timeout: 90_000 }, async () => {
   const client = await loopbackClient('Self browser client');
-  const walk = await watchedPage();
+  const walk = await watchedPage(browser, gw);
   const { page } = walk;
   try {
     const request = client.request('/mcp/oauthy-self');

@@ -1,9 +1,10 @@
 // End-to-end: configuration (API.md §5) as a deployment has it (no .dev.vars defaults): secrets
 // refused without ENCRYPTION_KEY, private upstreams refused without ALLOW_PRIVATE_UPSTREAMS, the
-// loud development key when DEV_MODE is on, and the admin API disabled without ADMIN_TOKEN.
+// loud development key when DEV_MODE is on, and the admin API disabled without ADMIN_TOKEN; the
+// operator console's overview (API.md §4a) says which of these a deployment has.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startGateway } from './harness.mjs';
+import { startGateway, consoleSignIn } from './harness.mjs';
 
 test('deployed without ENCRYPTION_KEY: secrets are refused, with the fix in the message', async () => {
   const gw = await startGateway({ DEV_MODE: 'false', ENCRYPTION_KEY: '', ALLOW_PRIVATE_UPSTREAMS: 'false' });
@@ -16,6 +17,11 @@ test('deployed without ENCRYPTION_KEY: secrets are refused, with the fix in the 
     }
     // Keys are hashes, not sealed: they work without ENCRYPTION_KEY.
     assert.equal((await gw.admin('POST', '/keys', { subject: 'alice', upstreams: ['*'] })).status, 201);
+    // The console seals its sessions: it cannot sign anyone in, and says why.
+    const signIn = await consoleSignIn(gw);
+    assert.equal(signIn.status, 503);
+    assert.match(signIn.text, /wrangler secret put ENCRYPTION_KEY/);
+    assert.doesNotMatch(signIn.cookie, /mab_console=/);
   } finally {
     await gw.stop();
   }
@@ -53,6 +59,11 @@ test('deployed: upstreams must be public https', async () => {
     }
     const ok = await gw.admin('PUT', '/upstreams/x', { url: 'https://mcp.example.com/mcp' });
     assert.equal(ok.status, 200, ok.text);
+    const { cookie } = await consoleSignIn(gw);
+    const settings = await (await fetch(gw.base + '/admin/', { headers: { cookie } })).text();
+    assert.match(settings, /Private upstreams allowed<\/th><td>no: upstreams must be public https/);
+    assert.match(settings, /<code>ENCRYPTION_KEY<\/code> is set/);
+    assert.doesNotMatch(settings, /class="warn"/, 'nothing to warn about');
   } finally {
     await gw.stop();
   }
@@ -65,6 +76,9 @@ test('development without ENCRYPTION_KEY uses the development key and says so', 
     await new Promise((r) => setTimeout(r, 300));
     assert.match(gw.logText(), /ENCRYPTION_KEY is not set; DEV_MODE seals secrets with the PUBLIC development key/);
     assert.ok(!gw.logText().includes('dev-value-123'));
+    const { cookie } = await consoleSignIn(gw);
+    const settings = await (await fetch(gw.base + '/admin/', { headers: { cookie } })).text();
+    assert.match(settings, /the public development key \(DEV_MODE/);
   } finally {
     await gw.stop();
   }
@@ -76,6 +90,9 @@ test('admin API without ADMIN_TOKEN is disabled, not open', async () => {
     const r = await fetch(gw.base + '/admin/v1/upstreams', { headers: { authorization: 'Bearer ' } });
     assert.equal(r.status, 503);
     assert.equal((await r.json()).error.code, 'admin_disabled');
+    const signIn = await consoleSignIn(gw, 'anything');
+    assert.equal(signIn.status, 503, 'nor is the console');
+    assert.match(signIn.text, /ADMIN_TOKEN is not set/);
   } finally {
     await gw.stop();
   }

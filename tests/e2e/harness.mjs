@@ -308,6 +308,24 @@ export function withCookies(jar, headers) {
 }
 
 /**
+ * Signs in to the operator console (API.md §4a) by HTTP, as a browser does: its sign-in page (for
+ * the form's CSRF cookie and field), then `token` posted with `headers` added. Returns the
+ * answer's `status`, `text` and `headers`, and `cookie`: the browser's cookies after it (with the
+ * session when the token was right; the session is tracked, it must stay out of the log).
+ */
+export async function consoleSignIn(gw, token = gw.adminToken, headers = {}) {
+  const form = await openPage(gw.base + '/admin/sign-in');
+  const r = await fetch(gw.base + '/admin/sign-in', {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: form.cookie, ...headers },
+    body: new URLSearchParams({ csrf: form.csrf, token }).toString(),
+    redirect: 'manual',
+  });
+  for (const set of r.headers.getSetCookie()) gw.track(set.split(';')[0].split('=').slice(1).join('='));
+  return { status: r.status, text: await r.text(), headers: r.headers, cookie: withCookies(form.cookie, r.headers) };
+}
+
+/**
  * Opens a connect page like a browser whose cookies are `jar` (none: a browser that never
  * opened one): returns its status, HTML, CSRF field, the browser's cookies after it, and headers.
  */
@@ -489,6 +507,38 @@ export const launchChromium = () => chromium.launch({
   executablePath: '/usr/bin/chromium',
   args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1'],
 });
+
+/**
+ * A new page of `target` (a browser: in a fresh context with its own cookies; or a browser
+ * context, sharing its cookies), watched: `blocked` collects what Chromium's
+ * CSP refused (it says so on the console), `failed` the navigations that failed, `navigations`
+ * every main-frame request (each hop of a redirect chain), `pages` each gateway document shown
+ * (url, status, CSP header). Cookies the gateway sets are tracked: they must stay out of its log.
+ */
+export async function watchedPage(target, gw) {
+  const page = await target.newPage();
+  const watched = { page, blocked: [], failed: [], navigations: [], pages: [] };
+  const mainFrame = (r) => r.isNavigationRequest() && r.frame() === page.mainFrame();
+  page.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) watched.blocked.push(`${page.url()}: ${m.text()}`); });
+  page.on('request', (r) => { if (mainFrame(r)) watched.navigations.push(`${r.method()} ${r.url()}`); });
+  page.on('requestfailed', (r) => { if (mainFrame(r)) watched.failed.push(`${r.method()} ${r.url()}: ${r.failure()?.errorText}`); });
+  page.on('response', (r) => {
+    if (!r.url().startsWith(gw.base)) return;
+    if (mainFrame(r.request()) && r.status() < 300) watched.pages.push({ url: r.url(), status: r.status(), csp: r.headers()['content-security-policy'] });
+    r.headersArray().then((all) => {
+      for (const h of all) if (h.name.toLowerCase() === 'set-cookie') gw.track(h.value.split(';')[0].split('=').slice(1).join('='));
+    }).catch(() => { /* the page closed first */ });
+  });
+  return watched;
+}
+
+/** No CSP refusal, no failed navigation, and every gateway page shown had its CSP. */
+export function assertCleanWalk({ blocked, failed, pages }) {
+  assert.deepEqual(blocked, [], 'Chromium blocked something under the CSP');
+  assert.deepEqual(failed, [], 'a navigation failed');
+  assert.ok(pages.length > 0);
+  for (const p of pages) assert.match(p.csp ?? '', /form-action /, `${p.url} (${p.status}) has its CSP`);
+}
 
 /** The Python interpreter of the venv scripts/setup.sh made for the Python MCP peers. */
 export const PYTHON = path.join(process.env.MAB_CACHE || path.join(os.homedir(), '.cache/mcp-authbridge'), 'venv/bin/python');

@@ -5,7 +5,9 @@
 // of each Worker's workerd per request, wall time per request and p50. Used to decide each hot-path
 // change (bench/RESULTS.md). With `AB_SAMEWORK=1`, the JS same-work Worker (bench/samework) runs
 // beside them on the same upstream and takes its turn in the rounds, as a reference: each build's
-// CPU and p50 are then also given as a ratio to it.
+// CPU and p50 are then also given as a ratio to it; with `AB_PASSTHROUGH=1` as well, the JS
+// passthrough (bench/passthrough) runs too, so that what a same-work Worker adds over the bare
+// passthrough is seen beside what each build adds.
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -56,11 +58,25 @@ async function samework(port) {
   return { label: 'JS same-work', pid: worker.workerd, url: `${worker.base}/json`, headers, agent: worker.agent, cpu: 0, wall: 0, times: [] };
 }
 
+/** The JS passthrough Worker, with the upstream's key as its one header (`AB_PASSTHROUGH=1`). */
+async function passthrough(port) {
+  const worker = await startWorker('JS passthrough', {
+    cwd: path.join(ROOT, 'bench/passthrough'),
+    port,
+    persist: mkdtempSync(path.join(os.tmpdir(), 'mab-ab-pt-')),
+    vars: { UPSTREAM: `${origin}`, API_KEY: 'ab-upstream-key' },
+  });
+  const headers = { authorization: 'Bearer client-key', 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+  await firstRequest(worker, '/json', headers, body);
+  return { label: 'JS passthrough', pid: worker.workerd, url: `${worker.base}/json`, headers, agent: worker.agent, cpu: 0, wall: 0, times: [] };
+}
+
 const call = async (w) => expectOk(await request(w.agent, w.url, { method: 'POST', headers: w.headers, body }), w.label).ms;
 
 const A = await start(`A ${path.basename(dirA)}`, dirA, 9801);
 const B = await start(`B ${path.basename(dirB)}`, dirB, 9802);
 const all = process.env.AB_SAMEWORK === '1' ? [A, B, await samework(9803)] : [A, B];
+if (process.env.AB_SAMEWORK === '1' && process.env.AB_PASSTHROUGH === '1') all.push(await passthrough(9804));
 for (const w of all) for (let i = 0; i < 200; i++) await call(w);
 for (let round = 0; round < ROUNDS; round++) {
   for (const w of round % 2 ? [...all].reverse() : all) {
@@ -74,7 +90,7 @@ for (let round = 0; round < ROUNDS; round++) {
 const js = all[2];
 for (const w of all) {
   const n = w.times.length;
-  const ratio = js && w !== js ? `   ÷ JS: CPU ${((w.cpu / n) / (js.cpu / js.times.length)).toFixed(2)}, p50 ${(median(w.times) / median(js.times)).toFixed(2)}` : '';
+  const ratio = js && w !== js && w.label !== 'JS passthrough' ? `   ÷ JS: CPU ${((w.cpu / n) / (js.cpu / js.times.length)).toFixed(2)}, p50 ${(median(w.times) / median(js.times)).toFixed(2)}` : '';
   console.log(`${w.label.padEnd(24)} CPU ${(w.cpu / n).toFixed(3)} ms/request   wall ${(w.wall / n).toFixed(3)} ms/request   p50 ${median(w.times).toFixed(3)} ms${ratio}`);
 }
 process.exit(0);

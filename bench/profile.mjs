@@ -1,6 +1,6 @@
 // A CPU profile of mcp-authbridge on the tools/call path: `node bench/profile.mjs [requests]`.
-// Needs a build that keeps the wasm names (`MAB_KEEP_NAMES=1 bash scripts/build.sh`), so the
-// profile names Rust functions. Runs the Worker under `wrangler dev` with its inspector, seeds one
+// Needs a build that keeps the wasm names (`MAB_KEEP_NAMES=1 bash scripts/build.sh`: without
+// wasm-opt, so somewhat slower than the release build), so the profile names Rust functions. Runs the Worker under `wrangler dev` with its inspector, seeds one
 // upstream and key as bench/ab.mjs does, warms up, then samples V8's profiler (through the
 // inspector, the DevTools protocol) over `requests` tools/call and prints the functions by self
 // time and by total time, grouped: the Worker's wasm, its JS glue, the runtime. Writes the raw

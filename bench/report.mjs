@@ -127,5 +127,9 @@ answered 200: ${storms.map((s) => s.ok).join(', ')} of ${STORM}${allOk ? '' : ` 
 all answered within ${storms.map((s) => s.wallMs.toFixed(0)).join(', ')} ms (p50 ${storms.map((s) => s.p50.toFixed(0)).join(', ')} ms).
 
 wasm bundle: ${bundle.raw.toFixed(0)} KiB raw, ${bundle.gzip.toFixed(0)} KiB gzip.
+
+Where mcp-authbridge's time goes, part by part (A/B runs with the JS same-work Worker beside
+them), the hot-path changes with their figures, what was tried and dropped, and what closing the
+rest would take: [PROFILE.md](PROFILE.md).
 `;
 }

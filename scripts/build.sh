@@ -12,10 +12,14 @@ if [ ! -x "$WASM_BINDGEN_BIN" ]; then
   exit 1
 fi
 cd "$ROOT"
+# MAB_KEEP_NAMES=1: a build for bench/profile.mjs, whose CPU profile names Rust functions: no
+# wasm-opt (which Cargo.toml tells to drop the names), the names section kept.
+if [ "${MAB_KEEP_NAMES:-}" = "1" ]; then
+  worker-build --release --no-opt
+  exit 0
+fi
 worker-build --release
 # worker-build keeps the wasm names section (it passes --debuginfo to wasm-opt); it is ~190 KB
-# of function names that only decorate stack traces. Drop it to keep the bundle small, unless
-# MAB_KEEP_NAMES=1 (a build for bench/profile.mjs, whose CPU profile names Rust functions).
-[ "${MAB_KEEP_NAMES:-}" = "1" ] && exit 0
+# of function names that only decorate stack traces. Drop it to keep the bundle small.
 "$WASM_OPT_BIN" --strip-debug --strip-producers build/index_bg.wasm -o build/index_bg.wasm.tmp
 mv build/index_bg.wasm.tmp build/index_bg.wasm

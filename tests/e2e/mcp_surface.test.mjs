@@ -588,6 +588,30 @@ test('a body over the limit with Content-Length is a JSON-RPC error with the req
   assert.equal((await plain.json()).error.code, 'body_too_large');
 });
 
+test('a body without Content-Length (chunked) is counted as it streams: within the limit it goes through, over it the 413 is judged from its first 64 KiB', async () => {
+  const chunked = (text, size = 64 * 1024) => ({
+    body: new ReadableStream({
+      start(c) {
+        const bytes = Buffer.from(text);
+        for (let i = 0; i < bytes.length; i += size) c.enqueue(bytes.subarray(i, i + size));
+        c.close();
+      },
+    }),
+    duplex: 'half',
+  });
+  const small = await rawMcp(gw, '/mcp/apikey', keys.alice, '', {}, chunked(JSON.stringify(callTool(3, 'whoami')), 7));
+  const answer = await small.text();
+  assert.equal(small.status, 200, answer);
+  assert.match(answer, /"id":3/);
+  const big = JSON.stringify({ jsonrpc: '2.0', id: 'chunked-9', method: 'tools/call', params: { pad: 'x'.repeat(5 * 1024 * 1024) } });
+  const r = await rawMcp(gw, '/mcp/apikey', keys.alice, '', {}, chunked(big));
+  assert.equal(r.status, 413);
+  const body = await r.json();
+  assert.equal(body.id, 'chunked-9');
+  assert.equal(body.error.data.reason, 'body_too_large');
+  assert.equal(body.error.data.limit, 4 * 1024 * 1024);
+});
+
 test("a same-origin Origin (the gateway's own) is accepted without ALLOWED_ORIGINS; another origin is still refused", async () => {
   const own = await rawMcp(gw, '/mcp/apikey', keys.alice, initialize(), { origin: gw.base });
   assert.equal(own.status, 200);

@@ -24,9 +24,11 @@ gz=$(gzip -9c build/index_bg.wasm | wc -c)
 # the credential lifecycle and the first parts of the authorization server came in, and from
 # 1152 / 448 when the rest of it did (the cold first request stayed the same), and from
 # 1216 / 480 for the built-in OpenAPI document, data rather than code, and from 1280 / 496 for the
-# operator console, off the hot path behind cold() (README "Bundle").
-printf 'wasm bundle: %d KiB raw, %d KiB gzip (budget 1312 / 512)\n' $((raw / 1024)) $((gz / 1024))
-if [ "$raw" -gt $((1312 * 1024)) ] || [ "$gz" -gt $((512 * 1024)) ]; then
+# operator console, off the hot path behind cold() (README "Bundle"); lowered to 1216 / 480 when
+# the Unicode tables went (1173 / 455 KiB), because the cold first request follows the module's
+# size (bench/PROFILE.md).
+printf 'wasm bundle: %d KiB raw, %d KiB gzip (budget 1216 / 480)\n' $((raw / 1024)) $((gz / 1024))
+if [ "$raw" -gt $((1216 * 1024)) ] || [ "$gz" -gt $((480 * 1024)) ]; then
   echo "wasm bundle over budget" >&2
   exit 1
 fi

@@ -74,9 +74,17 @@ const TIMEOUT = 'timeout';
  */
 export function send(url, method, list, body, timeoutMs) {
   const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(), timeoutMs);
+  // Everything that may throw comes before the timer is set (the caller gets the exception).
   const init = { method, headers: headersFrom(list), body, redirect: 'manual', signal: controller.signal };
-  return fetch(url, init).then(
+  const timer = setTimeout(() => controller.abort(), timeoutMs);
+  let sent;
+  try {
+    sent = fetch(url, init);
+  } catch (error) {
+    clearTimeout(timer);
+    throw error;
+  }
+  return sent.then(
     (response) => { clearTimeout(timer); return response; },
     (error) => { clearTimeout(timer); throw controller.signal.aborted ? TIMEOUT : error; },
   );

@@ -17,8 +17,14 @@ extern "C" {
     fn head_js(request: &web_sys::Request) -> String;
     #[wasm_bindgen(js_name = readBody)]
     fn read_body_js(request: &web_sys::Request, declared: u8, limit: f64, peek: f64, drain: f64) -> Promise;
-    #[wasm_bindgen(js_name = send)]
-    fn send_js(url: &str, method: &str, headers: &str, body: Option<Uint8Array>, timeout_ms: f64) -> Promise;
+    #[wasm_bindgen(js_name = send, catch)]
+    fn send_js(
+        url: &str,
+        method: &str,
+        headers: &str,
+        body: Option<Uint8Array>,
+        timeout_ms: f64,
+    ) -> Result<Promise, JsValue>;
     #[wasm_bindgen(js_name = relay, catch)]
     fn relay_js(
         upstream: &web_sys::Response,
@@ -84,7 +90,8 @@ pub async fn send(
     timeout_ms: u64,
 ) -> Result<web_sys::Response, SendError> {
     let body = body.map(Uint8Array::from);
-    match JsFuture::from(send_js(url, method, headers, body, timeout_ms as f64)).await {
+    let sent = send_js(url, method, headers, body, timeout_ms as f64).map_err(SendError::Failed)?;
+    match JsFuture::from(sent).await {
         Ok(resp) => Ok(resp.unchecked_into()),
         Err(e) if e.as_string().as_deref() == Some("timeout") => Err(SendError::Timeout),
         Err(e) => Err(SendError::Failed(e)),

@@ -142,14 +142,19 @@ impl std::ops::Deref for CheckedUrl {
     }
 }
 
+/// Whether the authority of `raw` (between `://` and the path, query or fragment), its percent
+/// escapes decoded, holds anything but ASCII: a host name given in Unicode.
+fn unicode_host(raw: &str) -> bool {
+    let Some((_, rest)) = raw.split_once("://") else { return false };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    !percent_encoding::percent_decode_str(authority).collect::<Vec<u8>>().is_ascii()
+}
+
 /// Checks an outbound URL against the policy and returns it parsed.
 pub fn check_url(raw: &str, allow_private: bool) -> Result<CheckedUrl, PolicyError> {
-    let url = Url::parse(raw).map_err(|_| {
-        if raw.is_ascii() {
-            PolicyError::NotAUrl
-        } else {
-            PolicyError::UnicodeHost
-        }
+    let url = Url::parse(raw).map_err(|_| match unicode_host(raw) {
+        true => PolicyError::UnicodeHost,
+        false => PolicyError::NotAUrl,
     })?;
     match url.scheme() {
         "https" => {}
@@ -251,6 +256,9 @@ mod tests {
         assert_eq!(check_url("https://bücher.example/mcp", false), Err(PolicyError::UnicodeHost));
         assert!(check_url("https://xn--bcher-kva.example/mcp", false).is_ok());
         assert!(check_url("https://mcp.example.com/ä/mcp?q=ü", false).is_ok(), "only the host must be ASCII");
+        assert_eq!(check_url("https://b%C3%BCcher.example/mcp", false), Err(PolicyError::UnicodeHost));
+        assert_eq!(check_url("https://exa mple.com/ü", false), Err(PolicyError::NotAUrl));
+        assert_eq!(check_url("ä", false), Err(PolicyError::NotAUrl));
         assert_eq!(check_url("https://u:p@example.com/", false), Err(PolicyError::Credentials));
     }
 

@@ -96,10 +96,11 @@ impl ConfigStore {
 
     /// Every key that starts with `prefix`.
     pub async fn keys(&self, prefix: &str) -> Result<Vec<String>, Error> {
+        let kv = self.kv()?;
         let mut out = Vec::new();
         let mut cursor = None;
         loop {
-            let mut list = self.kv()?.list().prefix(prefix.into());
+            let mut list = kv.list().prefix(prefix.into());
             if let Some(c) = cursor.take() {
                 list = list.cursor(c);
             }

@@ -31,6 +31,11 @@ impl SubjectStoreStub {
     /// it is not one of ours.
     pub fn at(env: &Env, routing: &str) -> Result<Option<SubjectStoreStub>, Error> {
         let namespace = js_sys::Reflect::get(env, &JsValue::from_str(BINDING)).map_err(store_error)?;
+        if !namespace.is_object() {
+            return Err(Error::internal(format!(
+                "the Durable Object binding {BINDING} is missing (wrangler.toml)"
+            )));
+        }
         Ok(plumbing::stub_at(&namespace, routing).map_err(store_error)?.map(SubjectStoreStub))
     }
 
